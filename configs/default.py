@@ -1,0 +1,31 @@
+"""Every config field of dmf_jax, with its default.
+
+Experiment configs import this file and override a few fields; any field can be set from the
+command line, e.g. `--config.model.name=itemknn` or `--config.model.user_layers='(512,64)'`.
+Nothing here depends on `model.name` or `data.name`: each model reads the fields it uses.
+"""
+
+from ml_collections import config_dict
+
+
+def get_config(arg: str | None = None) -> config_dict.ConfigDict:
+  del arg  # No variants yet.
+  config = config_dict.ConfigDict()
+  config.seed = 0  # Model seed: initialisation and negative sampling (not the split).
+
+  config.data = config_dict.ConfigDict()
+  config.data.name = "ml100k"  # ml100k | amusic
+  config.data.root = config_dict.placeholder(str)  # Else $DMF_DATA_DIR, else ~/.cache/dmf_jax/data.
+  config.data.implicit = False  # Y from Eq. 1 (ones) instead of Eq. 2 (ratings).
+  config.data.split_seed = 0  # Drives held-out items and evaluation candidates.
+
+  config.model = config_dict.ConfigDict()
+  config.model.name = "itemknn"  # itempop | itemknn
+  config.model.knn_neighbours = 100  # ItemKNN: neighbours kept per item.
+
+  config.eval = config_dict.ConfigDict()
+  config.eval.num_negatives = 100  # Sampled negatives per held-out item (paper: 100; NCF: 99).
+  config.eval.ks = (10,)  # Cut-offs of HR@K and NDCG@K.
+  config.eval.validation = "random"  # random | latest: how the validation item is chosen.
+  config.eval.batch_size = 256  # Users scored per evaluation batch.
+  return config

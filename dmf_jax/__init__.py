@@ -1,0 +1,3 @@
+"""dmf_jax: Deep Matrix Factorization (Xue et al., IJCAI 2017) in JAX."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,129 @@
+"""A run's folder: its resolved config, per-evaluation metrics, per-user ranks and final results.
+
+config.json     the resolved config, written once the data and split have loaded
+split.npz       held-out items and candidates (see `protocol`)
+metrics.jsonl   one record per evaluation
+ranks.npz       per-user ranks of the held-out items at the reported epoch
+results.json    written last, atomically: a run without it is unfinished
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+import shutil
+
+import numpy as np
+from ml_collections import config_dict
+
+from dmf_jax.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+RANKS = "ranks.npz"
+RESULTS = "results.json"
+# Everything a run writes; --overwrite removes these and nothing else.
+RUN_OUTPUTS = (CONFIG, METRICS, RANKS, RESULTS, "split.npz", "checkpoints")
+
+
+def write_json(path: pathlib.Path, value) -> None:
+  """Writes JSON through a temporary file, so readers never see half a file."""
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+  tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+  os.replace(tmp, path)
+
+
+def config_to_json(config: config_dict.ConfigDict) -> dict:
+  """The config as plain JSON values (tuples become lists), for storing and comparing."""
+  return json.loads(config.to_json())
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+  out = []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key), new.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += _differences(a, b, f"{prefix}{key}.")
+    elif a != b:
+      out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+  return out
+
+
+class Workdir:
+  """The outputs of one run in `path`."""
+
+  def __init__(self, path: pathlib.Path | str):
+    self.path = pathlib.Path(path)
+
+  def file(self, name: str) -> pathlib.Path:
+    return self.path / name
+
+  def stored_config(self) -> dict | None:
+    path = self.file(CONFIG)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+  def results(self) -> dict | None:
+    path = self.file(RESULTS)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+  def claim(self, config: config_dict.ConfigDict, *, overwrite: bool) -> str:
+    """Checks the workdir against `config` before any compute.
+
+    Returns:
+      "finished" when it holds this config's finished run, "resume" when it holds this config's
+      unfinished run, "new" otherwise (empty, or cleared by `overwrite`).
+
+    Raises:
+      ConfigError: it holds a run of another config and `overwrite` is false.
+    """
+    stored = self.stored_config()
+    if stored is None:
+      return "new"
+    changes = _differences(stored, config_to_json(config))
+    if not changes:
+      return "finished" if self.file(RESULTS).is_file() else "resume"
+    if not overwrite:
+      raise ConfigError(
+        f"{self.path} holds a run with another config ({'; '.join(changes[:5])}"
+        f"{'; ...' if len(changes) > 5 else ''}): choose another --workdir or pass --overwrite"
+      )
+    log.warning("--overwrite: removing the previous run's outputs in %s", self.path)
+    self.clear()
+    return "new"
+
+  def clear(self) -> None:
+    for name in RUN_OUTPUTS:
+      target = self.file(name)
+      if target.is_dir():
+        shutil.rmtree(target)
+      elif target.exists():
+        target.unlink()
+
+  def start(self, config: config_dict.ConfigDict) -> None:
+    self.path.mkdir(parents=True, exist_ok=True)
+    write_json(self.file(CONFIG), config_to_json(config))
+
+  def append_metrics(self, record: dict) -> None:
+    with open(self.file(METRICS), "a") as f:
+      f.write(json.dumps(record, sort_keys=True) + "\n")
+
+  def metrics(self) -> list[dict]:
+    path = self.file(METRICS)
+    if not path.is_file():
+      return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+  def save_ranks(self, user_ids: np.ndarray, ranks: dict[str, dict[str, np.ndarray]]) -> None:
+    """Per-user 0-based ranks: arrays `valid_sampled`, `valid_full`, `test_sampled`, `test_full`."""
+    flat = {f"{which}_{kind}": r for which, by_kind in ranks.items() for kind, r in by_kind.items()}
+    tmp = self.file(f".{RANKS}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+      np.savez(f, user_ids=np.asarray(user_ids, dtype=str), **flat)
+    os.replace(tmp, self.file(RANKS))
+
+  def finish(self, results: dict) -> None:
+    write_json(self.file(RESULTS), results)

@@ -1,0 +1,44 @@
+"""The Foundation issue's acceptance numbers on the real ML-100k (skipped without DMF_DATA_DIR)."""
+
+import ml_collections
+import pytest
+
+from configs import default
+from dmf_jax import experiment
+
+
+def _run(tmp_path, root, **model):
+  config = default.get_config()
+  config.data.root = str(root)
+  config.model.update(model)
+  return experiment.train_and_evaluate(config, tmp_path / model["name"])
+
+
+def test_ml100k_itempop_and_itemknn_in_published_ranges(tmp_path, real_data_root):
+  pop = _run(tmp_path, real_data_root, name="itempop")["test"]
+  assert 0.38 <= pop["hr@10"] <= 0.44 and 0.21 <= pop["ndcg@10"] <= 0.26
+  knn = _run(tmp_path, real_data_root, name="itemknn")["test"]
+  assert knn["hr@10"] >= 0.57
+  assert knn["full_hr@10"] > pop["full_hr@10"]
+
+
+def test_config_defines_every_named_field():
+  config = default.get_config()
+  for field in (
+    "seed",
+    "data.name",
+    "data.root",
+    "data.implicit",
+    "data.split_seed",
+    "model.name",
+    "eval.num_negatives",
+    "eval.ks",
+    "eval.validation",
+  ):
+    node = config
+    for part in field.split("."):
+      node = node[part]
+  assert isinstance(config.eval.ks, tuple)
+  assert isinstance(config, ml_collections.ConfigDict)
+  with pytest.raises(KeyError):
+    config.model["no_such_field"]

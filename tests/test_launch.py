@@ -1,0 +1,93 @@
+"""launch.py end to end, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, synthetic_rows, write_ml100k
+
+
+def launch(*args, data_root=None, timeout=300):
+  env = dict(os.environ)
+  if data_root is not None:
+    env["DMF_DATA_DIR"] = str(data_root)
+  return subprocess.run(
+    [sys.executable, str(REPO / "launch.py"), *map(str, args)],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    env=env,
+    timeout=timeout,
+  )
+
+
+def _assert_one_line_error(proc, *fragments):
+  assert proc.returncode != 0
+  assert "Traceback" not in proc.stderr
+  lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(lines) == 1, proc.stderr
+  for fragment in fragments:
+    assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+  "override, fragments",
+  [
+    ("--config.model.knn_neighbors=5", ["knn_neighbors", "no such config field", "knn_neighbours"]),
+    ("--config.eval.num_negatives=many", ["num_negatives", "many"]),
+    ("--config.trian.lr=1", ["trian"]),
+  ],
+)
+def test_bad_override_is_one_clear_line(tmp_path, override, fragments):
+  proc = launch("--config=configs/default.py", override, f"--workdir={tmp_path}")
+  _assert_one_line_error(proc, *fragments)
+
+
+def test_missing_config_file(tmp_path):
+  proc = launch("--config=configs/no_such.py", f"--workdir={tmp_path}")
+  _assert_one_line_error(proc, "no_such.py")
+
+
+def test_run_then_rerun_then_refuse_other_config(tmp_path):
+  write_ml100k(tmp_path / "data", synthetic_rows())
+  workdir = tmp_path / "run"
+  args = [
+    "--config=configs/default.py",
+    "--config.model.name=itempop",
+    "--config.eval.num_negatives=10",
+    f"--workdir={workdir}",
+  ]
+  first = launch(*args, data_root=tmp_path / "data")
+  assert first.returncode == 0, first.stderr
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["model"] == "itempop" and results["dataset"] == "ml100k"
+  assert results["data"]["users"] == 30
+  assert set(results["test"]) == {"hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10"}
+  config = json.loads((workdir / "config.json").read_text())
+  assert config["model"]["name"] == "itempop"
+  assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 1
+  for name in ("split.npz", "ranks.npz"):
+    assert (workdir / name).is_file()
+
+  again = launch(*args, data_root=tmp_path / "data")
+  assert again.returncode == 0 and "nothing to do" in again.stderr
+  assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 1
+
+  other = launch(*args, "--config.eval.num_negatives=5", data_root=tmp_path / "data")
+  _assert_one_line_error(other, "another config", "eval.num_negatives: 10 -> 5", "--overwrite")
+  assert json.loads((workdir / "results.json").read_text()) == results
+
+  replaced = launch(
+    *args, "--config.eval.num_negatives=5", "--overwrite", data_root=tmp_path / "data"
+  )
+  assert replaced.returncode == 0, replaced.stderr
+  assert json.loads((workdir / "config.json").read_text())["eval"]["num_negatives"] == 5
+
+
+def test_missing_data_leaves_no_results(tmp_path):
+  proc = launch("--config=configs/default.py", f"--workdir={tmp_path / 'run'}", data_root=tmp_path)
+  _assert_one_line_error(proc, "ml-100k/u.data", "file not found")
+  assert not (tmp_path / "run" / "results.json").exists()
