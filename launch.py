@@ -12,6 +12,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+import dmf_jax
 from dmf_jax import experiment
 from dmf_jax.errors import UserError
 
@@ -22,6 +23,18 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the run's outputs.")
 _OVERWRITE = flags.DEFINE_bool(
   "overwrite", False, "Replace a workdir's run made with a different config."
 )
+_MODE = flags.DEFINE_enum(
+  "mode",
+  "train",
+  ["train", "recommend", "export"],
+  "train: run --config in --workdir. recommend: print the top --k items for --user or --ratings "
+  "from the finished run in --workdir. export: write vectors.npz and topk.csv into --workdir.",
+)
+_USER = flags.DEFINE_string("user", None, "recommend: a known user's raw id.")
+_RATINGS = flags.DEFINE_string(
+  "ratings", None, "recommend: a new user's ratings as ITEM:RATING,ITEM:RATING,..."
+)
+_K = flags.DEFINE_integer("k", 10, "recommend and export: how many items per user.", lower_bound=1)
 
 
 def _parse_flags(argv):
@@ -40,11 +53,48 @@ def _parse_flags(argv):
     sys.exit(2)
 
 
+def _parse_ratings(text: str) -> dict[str, float]:
+  ratings = {}
+  for pair in text.split(","):
+    item, sep, rating = pair.strip().rpartition(":")
+    try:
+      ratings[item] = float(rating)
+    except ValueError:
+      sep = ""
+    if not sep or not item:
+      raise UserError(f"--ratings: {pair!r} is not ITEM:RATING (e.g. --ratings=50:5,172:4)")
+  return ratings
+
+
+def _serve():
+  logging.getLogger().setLevel(logging.WARNING)  # stdout carries the answer; keep stderr quiet
+  if not _WORKDIR.value:
+    raise UserError(f"--mode={_MODE.value} needs --workdir, the folder of a finished run")
+  model = dmf_jax.load(_WORKDIR.value)
+  if _MODE.value == "export":
+    for path in model.export(_WORKDIR.value, k=_K.value):
+      print(path)
+    return
+  if (_USER.value is None) == (_RATINGS.value is None):
+    raise UserError("--mode=recommend needs exactly one of --user and --ratings")
+  if _USER.value is not None:
+    recommendations = model.recommend([_USER.value], k=_K.value)[0]
+  else:
+    recommendations = model.recommend_for_ratings(_parse_ratings(_RATINGS.value), k=_K.value)
+  for r in recommendations:
+    print(f"{r.rank}\t{r.item}\t{r.score:.6f}\t{r.title}")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.getLogger().setLevel(logging.INFO)
+  # Orbax and JAX log every checkpoint and backend probe through absl at INFO; keep warnings only.
+  for noisy in ("absl", "jax._src.xla_bridge"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
   try:
+    if _MODE.value != "train":
+      return _serve()
     config = _CONFIG.value
     if config is None:
       raise UserError("--config is required, e.g. --config=configs/default.py")

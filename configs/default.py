@@ -20,12 +20,26 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.data.split_seed = 0  # Drives held-out items and evaluation candidates.
 
   config.model = config_dict.ConfigDict()
-  config.model.name = "itemknn"  # itempop | itemknn
+  config.model.name = "dmf"  # dmf | lfm | itempop | itemknn
+  config.model.user_layers = (256, 64)  # DMF user tower widths; the last is the latent size.
+  config.model.item_layers = (256, 64)  # DMF item tower widths; the last is the latent size.
+  config.model.loss = "nce"  # nce (Eq. 12, target Y_ij / max R) | ce (Eq. 11, target 1).
+  config.model.first_layer = "auto"  # auto | dense | padded | segment: how rows of Y are read.
+  config.model.l2 = 0.0  # L2 penalty on weights (biases excluded), added to the mean loss.
   config.model.knn_neighbours = 100  # ItemKNN: neighbours kept per item.
+
+  config.train = config_dict.ConfigDict()
+  config.train.epochs = 30  # Passes over the training positives.
+  config.train.batch_size = 256  # Instances per step (positives with their negatives).
+  config.train.lr = 1e-4  # Adam learning rate (paper: 1e-4).
+  config.train.neg_ratio = 7  # Sampled negatives per positive (paper's implementation: 7).
+  config.train.resample_negatives = True  # False: Algorithm 1's one sample for all epochs.
+  config.train.patience = config_dict.placeholder(int)  # Stop after this many epochs without gain.
 
   config.eval = config_dict.ConfigDict()
   config.eval.num_negatives = 100  # Sampled negatives per held-out item (paper: 100; NCF: 99).
   config.eval.ks = (10,)  # Cut-offs of HR@K and NDCG@K.
   config.eval.validation = "random"  # random | latest: how the validation item is chosen.
+  config.eval.select = "ndcg@10"  # Validation metric that picks the reported epoch.
   config.eval.batch_size = 256  # Users scored per evaluation batch.
   return config

@@ -54,35 +54,40 @@ def item_neighbours(train: sparse.CSR, k: int, block: int = 512) -> tuple[np.nda
   return neighbours.astype(np.int32), values.astype(np.float32)
 
 
-def itemknn_scores(train: sparse.CSR, k: int, max_terms: int = 1 << 24) -> np.ndarray:
-  """ItemKNN (Sarwar et al. 2001) scores of every user, float32[M, N].
-
-  score(u, j) is the sum of sim(i, j) over the items i that u rated among j's k nearest neighbours.
-  Users are processed in groups of at most `max_terms` (rated item, neighbour) terms to bound memory.
-  """
-  num_users, num_items = train.shape
+def itemknn_weights(train: sparse.CSR, k: int) -> sparse.CSR:
+  """ItemKNN's item-item weights: W[i, j] = sim(i, j) when i is among j's k nearest neighbours."""
+  num_items = train.shape[1]
   neighbours, similarities = item_neighbours(train, k)
-  # W[i, j] = sim(i, j) when i is among j's neighbours; the scores are X @ W over X's nonzeros.
-  w = sparse.CSR.from_coo(
+  return sparse.CSR.from_coo(
     neighbours.ravel(),
     np.repeat(np.arange(num_items), neighbours.shape[1]),
     similarities.ravel(),
     (num_items, num_items),
   )
-  row_ids = train.row_ids()
-  terms = w.row_lengths()[train.indices]
-  per_user = np.bincount(row_ids, weights=terms, minlength=num_users)
-  group_of_user = (np.cumsum(per_user) - per_user) // max_terms
-  scores = np.zeros((num_users, num_items), np.float32)
-  for group in np.unique(group_of_user):
-    members = np.flatnonzero(group_of_user == group)
+
+
+def itemknn_scores(rows: sparse.CSR, w: sparse.CSR, max_terms: int = 1 << 24) -> np.ndarray:
+  """ItemKNN (Sarwar et al. 2001) scores of each row of `rows` (users), float32[R, N].
+
+  score(u, j) is the sum of sim(i, j) over the items i that u rated among j's k nearest neighbours
+  (`w` from `itemknn_weights`), i.e. the binary row times W. Rows are processed in groups of about
+  `max_terms` (rated item, neighbour) terms to bound memory.
+  """
+  num_rows, num_items = rows.shape[0], w.shape[1]
+  row_ids = rows.row_ids()
+  terms = w.row_lengths()[rows.indices]
+  per_row = np.bincount(row_ids, weights=terms, minlength=num_rows)
+  group_of_row = (np.cumsum(per_row) - per_row) // max_terms
+  scores = np.zeros((num_rows, num_items), np.float32)
+  for group in np.unique(group_of_row):
+    members = np.flatnonzero(group_of_row == group)
     first, last = members[0], members[-1] + 1
-    rated = slice(train.indptr[first], train.indptr[last])
+    rated = slice(rows.indptr[first], rows.indptr[last])
     lengths = terms[rated]
-    users = np.repeat(row_ids[rated] - first, lengths).astype(np.int64)
-    starts = np.repeat(w.indptr[train.indices[rated]], lengths)
+    owners = np.repeat(row_ids[rated] - first, lengths).astype(np.int64)
+    starts = np.repeat(w.indptr[rows.indices[rated]], lengths)
     entries = starts + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    flat = users * num_items + w.indices[entries]
+    flat = owners * num_items + w.indices[entries]
     block = np.bincount(flat, weights=w.values[entries], minlength=(last - first) * num_items)
     scores[first:last] = block.reshape(last - first, num_items)
   return scores

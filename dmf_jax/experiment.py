@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import pathlib
 import time
@@ -17,43 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_dict
 
-from dmf_jax import baselines, evaluation, protocol, sparse
+from dmf_jax import baselines, evaluation, protocol, training
 from dmf_jax import data as data_lib
+from dmf_jax.context import Context, Outcome
 from dmf_jax.errors import ConfigError
 from dmf_jax.workdir import Workdir
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class Context:
-  """What a model needs to fit and to be evaluated."""
-
-  config: config_dict.ConfigDict
-  data: data_lib.Interactions
-  split: protocol.Split
-  train: sparse.CSR  # the training Y, users by items
-  eval_sets: dict[str, evaluation.EvalSet]
-  workdir: Workdir
-
-  def evaluate(self, score_all: evaluation.ScoreAll):
-    """Validation and test metrics and per-user ranks of `score_all`."""
-    metrics, ranks = {}, {}
-    for name, eval_set in self.eval_sets.items():
-      metrics[name], ranks[name] = evaluation.evaluate(
-        score_all, eval_set, ks=self.config.eval.ks, batch_size=self.config.eval.batch_size
-      )
-    return metrics, ranks
-
-
-@dataclasses.dataclass
-class Outcome:
-  """The reported evaluation of a run: the epoch chosen on validation NDCG and its metrics."""
-
-  best_epoch: int
-  metrics: dict[str, dict[str, float]]  # {"valid": {...}, "test": {...}}
-  ranks: dict[str, dict[str, np.ndarray]]
-  train_seconds: float
 
 
 def _fit_closed_form(context: Context, fit: Callable[[], np.ndarray]) -> Outcome:
@@ -80,12 +49,17 @@ def _itemknn(context: Context) -> Outcome:
   k = context.config.model.knn_neighbours
   if k < 1:
     raise ConfigError(f"model.knn_neighbours={k}: must be at least 1")
-  return _fit_closed_form(context, lambda: baselines.itemknn_scores(context.train, k))
+  return _fit_closed_form(
+    context,
+    lambda: baselines.itemknn_scores(context.train, baselines.itemknn_weights(context.train, k)),
+  )
 
 
 MODELS: dict[str, Callable[[Context], Outcome]] = {
   "itempop": _itempop,
   "itemknn": _itemknn,
+  "dmf": training.train,
+  "lfm": training.train,
 }
 
 
@@ -97,8 +71,14 @@ def check_config(config: config_dict.ConfigDict) -> None:
     )
   if not config.eval.ks or any(int(k) < 1 for k in config.eval.ks):
     raise ConfigError(f"eval.ks={tuple(config.eval.ks)}: give one or more positive cut-offs")
+  if config.eval.select not in {f"{m}@{k}" for m in ("hr", "ndcg") for k in config.eval.ks}:
+    raise ConfigError(
+      f"eval.select={config.eval.select!r}: must be hr@K or ndcg@K for a K in eval.ks={tuple(config.eval.ks)}"
+    )
   if config.eval.batch_size < 1:
     raise ConfigError(f"eval.batch_size={config.eval.batch_size}: must be at least 1")
+  if config.model.name in training.SPECS:
+    training.check_config(config)
 
 
 def train_and_evaluate(

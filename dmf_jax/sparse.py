@@ -70,6 +70,13 @@ class CSR:
     values[mask] = self.values[source]
     return indices, values
 
+  def take_rows(self, rows: np.ndarray) -> CSR:
+    """The selected rows, in the given order, as a new matrix."""
+    indices, values = self.padded(rows)
+    keep = indices < self.shape[1]
+    owners = np.repeat(np.arange(len(rows)), keep.sum(1))
+    return CSR.from_coo(owners, indices[keep], values[keep], (len(rows), self.shape[1]))
+
   def to_dense(self) -> np.ndarray:
     dense = np.zeros(self.shape, np.float32)
     dense[self.row_ids(), self.indices] = self.values

@@ -111,6 +111,12 @@ class Workdir:
     with open(self.file(METRICS), "a") as f:
       f.write(json.dumps(record, sort_keys=True) + "\n")
 
+  def rewrite_metrics(self, records: list[dict]) -> None:
+    """Replaces the metrics with `records` (a resumed run drops those past its checkpoint)."""
+    tmp = self.file(f".{METRICS}.{os.getpid()}.tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    os.replace(tmp, self.file(METRICS))
+
   def metrics(self) -> list[dict]:
     path = self.file(METRICS)
     if not path.is_file():

@@ -26,7 +26,8 @@ def test_itemknn_against_direct_computation():
     top = np.argsort(-cosine[j], kind="stable")[:k]
     weights[top, j] = np.maximum(cosine[j, top], 0)
   expected = binary @ weights
-  got = baselines.itemknn_scores(_matrix(dense), k, max_terms=10)  # many small user groups
+  matrix = _matrix(dense)
+  got = baselines.itemknn_scores(matrix, baselines.itemknn_weights(matrix, k), max_terms=10)
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 

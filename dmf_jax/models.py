@@ -1,0 +1,177 @@
+"""DMF's two towers (paper Eq. 5 and 7), the LFM of Table 3, and the cosine score (Eq. 8).
+
+Parameters are plain pytrees and every function here is pure, so the training step can be one
+`jax.jit`-compiled program. A tower's first layer is linear without bias or activation
+(l1 = W1 x, Eq. 5); each further layer is ReLU(W l + b). Its input x is a row of Y for users and a
+column of Y for items, and reaches the first layer in one of three forms (`model.first_layer`):
+
+- `dense`: rows gathered from a dense Y on device, then one matrix product. Fastest while Y is
+  small; memory is M x N.
+- `padded`: each row as its nonzeros padded to the longest row, the first layer an embedding bag
+  (W1[indices] weighted by the ratings, summed). Cost follows batch x longest row.
+- `segment`: the batch's nonzeros concatenated and summed per row with a segment sum. Cost follows
+  the batch's nonzeros.
+
+`auto` takes `dense` while the dense Y has at most `DENSE_MAX_ENTRIES` entries, else `segment`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dmf_jax import sparse
+
+FIRST_LAYERS = ("auto", "dense", "padded", "segment")
+# 2^26 float32 entries (256 MiB for Y and as much for its transpose) keeps the dense form well inside
+# one accelerator and a laptop; ML-100k (1.6M), ML-1M (22M) and Amazon Music (16M) fall below it.
+DENSE_MAX_ENTRIES = 1 << 26
+INIT_STDDEV = 0.01  # Paper Section 4.1: N(0, 0.01) initialisation.
+_EPS = 1e-12
+
+
+def resolve_first_layer(name: str, shape: tuple[int, int]) -> str:
+  if name != "auto":
+    return name
+  return "dense" if shape[0] * shape[1] <= DENSE_MAX_ENTRIES else "segment"
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Rows:
+  """The rows of one side of Y (users: Y_i*, items: Y_*j^T) in the form the first layer reads.
+
+  Exactly one form is filled: `dense` (float32[R, C]); `indices`/`values` padded rows (int32 and
+  float32 [R, L], padding index C); or the CSR arrays `indptr`/`indices`/`values` for `segment`,
+  read in batches of at most `batch_rows` rows whose nonzeros fit `capacity` (the sum of the
+  `batch_rows` longest rows).
+  """
+
+  dense: jax.Array | None = None
+  indices: jax.Array | None = None
+  values: jax.Array | None = None
+  indptr: jax.Array | None = None
+  num_columns: int = dataclasses.field(default=0, metadata=dict(static=True))
+  batch_rows: int = dataclasses.field(default=0, metadata=dict(static=True))
+  capacity: int = dataclasses.field(default=0, metadata=dict(static=True))
+  form: str = dataclasses.field(default="dense", metadata=dict(static=True))
+
+  @classmethod
+  def build(cls, matrix: sparse.CSR, form: str, batch_rows: int) -> Rows:
+    """`matrix`'s rows in `form`, for batches of at most `batch_rows` rows."""
+    if form == "dense":
+      return cls(dense=jnp.asarray(matrix.to_dense()), num_columns=matrix.shape[1], form=form)
+    if form == "padded":
+      indices, values = matrix.padded()
+      return cls(
+        indices=jnp.asarray(indices),
+        values=jnp.asarray(values),
+        num_columns=matrix.shape[1],
+        form=form,
+      )
+    if form == "segment":
+      longest = np.sort(matrix.row_lengths())[::-1][:batch_rows]
+      return cls(
+        indices=jnp.asarray(matrix.indices),
+        values=jnp.asarray(matrix.values),
+        indptr=jnp.asarray(matrix.indptr.astype(np.int32)),
+        num_columns=matrix.shape[1],
+        batch_rows=batch_rows,
+        capacity=max(int(longest.sum()), 1),
+        form=form,
+      )
+    raise ValueError(f"unknown first-layer form {form!r}")
+
+
+def first_layer(w1_CxH: jax.Array, rows: Rows, ids_B: jax.Array) -> jax.Array:
+  """l1 = x W1 for the rows `ids_B` of `rows`, float32[B, H]."""
+  if rows.form == "dense":
+    return rows.dense[ids_B] @ w1_CxH
+  if rows.form == "padded":
+    idx_BxL, val_BxL = rows.indices[ids_B], rows.values[ids_B]
+    gathered_BxLxH = jnp.take(w1_CxH, idx_BxL, axis=0, mode="fill", fill_value=0)
+    return jnp.einsum("blh,bl->bh", gathered_BxLxH, val_BxL)
+  # segment: the batch's nonzeros are laid end to end in a buffer that holds the longest rows a
+  # batch can draw; slots past the batch's real total are masked out.
+  batch = ids_B.shape[0]
+  if batch > rows.batch_rows:
+    raise ValueError(
+      f"a batch of {batch} rows exceeds the {rows.batch_rows} these rows were built for"
+    )
+  starts_B = rows.indptr[ids_B]
+  lengths_B = rows.indptr[ids_B + 1] - starts_B
+  ends_B = jnp.cumsum(lengths_B)
+  slots_T = jnp.arange(rows.capacity)
+  owner_T = jnp.minimum(jnp.searchsorted(ends_B, slots_T, side="right"), batch - 1)
+  entry_T = starts_B[owner_T] + slots_T - (ends_B[owner_T] - lengths_B[owner_T])
+  valid_T = slots_T < ends_B[-1]
+  entry_T = jnp.where(valid_T, entry_T, 0)
+  weighted_TxH = (
+    w1_CxH[rows.indices[entry_T]] * jnp.where(valid_T, rows.values[entry_T], 0.0)[:, None]
+  )
+  return jax.ops.segment_sum(weighted_TxH, owner_T, num_segments=batch)
+
+
+def init_tower(key: jax.Array, input_dim: int, widths) -> list[dict]:
+  """Parameters of one tower: W1 without bias, then (w, b) per further layer."""
+  layers, previous = [], input_dim
+  for index, width in enumerate(widths):
+    key, sub = jax.random.split(key)
+    layer = {"w": INIT_STDDEV * jax.random.normal(sub, (previous, width), jnp.float32)}
+    if index:
+      layer["b"] = jnp.zeros((width,), jnp.float32)
+    layers.append(layer)
+    previous = width
+  return layers
+
+
+def tower_from_first_layer(layers: list[dict], l1_BxH: jax.Array) -> jax.Array:
+  """The rest of a tower after its first layer: ReLU(W l + b) per layer (Eq. 5)."""
+  out = l1_BxH
+  for layer in layers[1:]:
+    out = jax.nn.relu(out @ layer["w"] + layer["b"])
+  return out
+
+
+def tower(layers: list[dict], rows: Rows, ids_B: jax.Array) -> jax.Array:
+  """Latent vectors (p_i or q_j, Eq. 7) of the rows `ids_B`, float32[B, D]."""
+  return tower_from_first_layer(layers, first_layer(layers[0]["w"], rows, ids_B))
+
+
+def init_dmf(key: jax.Array, shape: tuple[int, int], user_layers, item_layers) -> dict:
+  user_key, item_key = jax.random.split(key)
+  num_users, num_items = shape
+  return {
+    "user": init_tower(user_key, num_items, user_layers),
+    "item": init_tower(item_key, num_users, item_layers),
+  }
+
+
+def init_lfm(key: jax.Array, shape: tuple[int, int], factors: int) -> dict:
+  """LFM (Table 3): a one-layer DMF whose input is a one-hot id, i.e. learnt vectors."""
+  user_key, item_key = jax.random.split(key)
+  return {
+    "user": INIT_STDDEV * jax.random.normal(user_key, (shape[0], factors), jnp.float32),
+    "item": INIT_STDDEV * jax.random.normal(item_key, (shape[1], factors), jnp.float32),
+  }
+
+
+def _norm(v_D: jax.Array) -> jax.Array:
+  # The floor inside the square root keeps both the value and its gradient finite at v = 0.
+  return jnp.sqrt(jnp.maximum(jnp.sum(v_D * v_D), _EPS * _EPS))
+
+
+def cosine(p_D: jax.Array, q_D: jax.Array) -> jax.Array:
+  """cosine(p, q) (Eq. 8); 0 when either vector is all zeros."""
+  return jnp.dot(p_D, q_D) / (_norm(p_D) * _norm(q_D))
+
+
+batched_cosine = jax.vmap(cosine)
+
+
+def normalize(v_BxD: jax.Array) -> jax.Array:
+  """Rows scaled to unit length (all-zero rows stay zero), so dot products are cosines."""
+  return v_BxD / jax.vmap(_norm)(v_BxD)[:, None]

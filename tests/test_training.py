@@ -1,0 +1,206 @@
+"""DMF and LFM end to end on a small synthetic Y: train, checkpoint, resume, restore, recommend."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import dmf_jax
+from configs import default
+from dmf_jax import experiment, training
+from dmf_jax.errors import ConfigError
+from tests.conftest import synthetic_rows, write_ml100k
+from tests.test_launch import _assert_one_line_error, launch
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+  root = tmp_path_factory.mktemp("data")
+  write_ml100k(root, synthetic_rows(), titles={i: f"Movie {i}" for i in range(1, 41)})
+  return root
+
+
+def tiny_config(data_root, **overrides):
+  config = default.get_config()
+  config.data.root = str(data_root)
+  config.model.user_layers = (16, 8)
+  config.model.item_layers = (16, 8)
+  config.train.epochs = 2
+  config.train.batch_size = 32  # 8 positives x (1 + 3 negatives)
+  config.train.neg_ratio = 3
+  config.train.lr = 3e-3
+  config.eval.num_negatives = 10
+  for key, value in overrides.items():
+    section, field = key.split(".")
+    config[section][field] = value
+  return config
+
+
+def test_train_checkpoint_restore_recommend_export(tmp_path, data_root):
+  workdir = tmp_path / "run"
+  results = experiment.train_and_evaluate(tiny_config(data_root), workdir)
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in records] == [1, 2]
+  for r in records:
+    assert r["instances_per_second"] > 0 and np.isfinite(r["loss"])
+    assert 0 <= r["negative_collision_rate"] < 0.05
+  best = max(records, key=lambda r: (r["validation"]["ndcg@10"], -r["epoch"]))
+  assert results["best_epoch"] == best["epoch"]
+  assert results["test"] == pytest.approx(best["test"])  # restored checkpoint reproduces it
+
+  model = dmf_jax.load(workdir)
+  recs = model.recommend(["1", "2"], k=5)
+  for user, user_recs in zip(["1", "2"], recs, strict=True):
+    assert [r.rank for r in user_recs] == [1, 2, 3, 4, 5]
+    rated = {
+      model.data.item_ids[j]
+      for j in model.rated.indices[
+        model.rated.indptr[int(user) - 1] : model.rated.indptr[int(user)]
+      ]
+    }
+    assert not rated & {r.item for r in user_recs}
+    assert all(r.title.startswith("Movie ") for r in user_recs)
+    scores = [r.score for r in user_recs]
+    assert scores == sorted(scores, reverse=True)
+  np.testing.assert_allclose(model.score("1", [recs[0][0].item]), [recs[0][0].score], rtol=1e-5)
+
+  files = model.export(workdir, k=3)
+  assert {f.name for f in files} == {"vectors.npz", "topk.csv"}
+  with np.load(workdir / "vectors.npz") as vectors:
+    assert vectors["user_vectors"].shape == (30, 8) and vectors["item_ids"].shape == (40,)
+  assert len((workdir / "topk.csv").read_text().splitlines()) == 1 + 30 * 3
+
+
+def test_new_user_with_an_existing_users_ratings_gets_that_ranking(tmp_path, data_root):
+  workdir = tmp_path / "run"
+  experiment.train_and_evaluate(tiny_config(data_root, **{"train.epochs": 1}), workdir)
+  model = dmf_jax.load(workdir)
+  user = 4
+  row = slice(model.train.indptr[user], model.train.indptr[user + 1])
+  ratings = {
+    str(model.data.item_ids[j]): float(v)
+    for j, v in zip(model.train.indices[row], model.train.values[row], strict=True)
+  }
+  as_new = model.recommend_for_ratings(ratings, k=40)
+  known_scores = model.score(str(model.data.user_ids[user]), [r.item for r in as_new])
+  np.testing.assert_allclose([r.score for r in as_new], known_scores, rtol=1e-5, atol=1e-6)
+
+
+def test_lfm_trains_and_refuses_new_users(tmp_path, data_root):
+  workdir = tmp_path / "lfm"
+  results = experiment.train_and_evaluate(
+    tiny_config(data_root, **{"model.name": "lfm", "train.epochs": 1}), workdir
+  )
+  assert results["model"] == "lfm"
+  with pytest.raises(dmf_jax.errors.UserError, match="cannot score a new user"):
+    dmf_jax.load(workdir).recommend_for_ratings({"1": 5.0})
+
+
+def test_one_compile_across_epochs(tmp_path, data_root, monkeypatch):
+  traces = []
+  original = training.Trainer._train_epoch
+
+  def counting(self, *args):
+    traces.append(1)
+    return original(self, *args)
+
+  monkeypatch.setattr(training.Trainer, "_train_epoch", counting)
+  experiment.train_and_evaluate(tiny_config(data_root, **{"train.epochs": 3}), tmp_path / "run")
+  assert len(traces) == 1
+
+
+def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, data_root, monkeypatch):
+  config = tiny_config(data_root, **{"train.epochs": 3})
+  experiment.train_and_evaluate(config, tmp_path / "whole")
+
+  original = training.Trainer.__init__
+  epochs_run = []
+
+  def interrupting_init(self, *args, **kwargs):
+    original(self, *args, **kwargs)
+    train_epoch = self.train_epoch
+
+    def epoch_then_interrupt(*a):
+      if len(epochs_run) == 2:
+        raise KeyboardInterrupt
+      epochs_run.append(1)
+      return train_epoch(*a)
+
+    self.train_epoch = epoch_then_interrupt
+
+  monkeypatch.setattr(training.Trainer, "__init__", interrupting_init)
+  with pytest.raises(KeyboardInterrupt):
+    experiment.train_and_evaluate(config, tmp_path / "split")
+  assert not (tmp_path / "split" / "results.json").exists()
+  monkeypatch.setattr(training.Trainer, "__init__", original)
+  experiment.train_and_evaluate(config, tmp_path / "split")
+
+  whole = dmf_jax.load(tmp_path / "whole")
+  resumed = dmf_jax.load(tmp_path / "split")
+  for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params), strict=True):
+    np.testing.assert_array_equal(a, b)
+  metrics = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+  assert [r["loss"] for r in metrics(tmp_path / "whole")] == [
+    r["loss"] for r in metrics(tmp_path / "split")
+  ]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_root, monkeypatch):
+  original = training.Trainer.__init__
+
+  def poisoning_init(self, *args, **kwargs):
+    original(self, *args, **kwargs)
+    train_epoch, calls = self.train_epoch, []
+
+    def second_epoch_diverges(*a):
+      calls.append(1)
+      state, step_losses, collisions = train_epoch(*a)
+      if len(calls) == 2:
+        step_losses = step_losses.at[3].set(np.nan)
+      return state, step_losses, collisions
+
+    self.train_epoch = second_epoch_diverges
+
+  monkeypatch.setattr(training.Trainer, "__init__", poisoning_init)
+  workdir = tmp_path / "run"
+  with pytest.raises(training.TrainingError, match=r"epoch 2, step 4: the loss is nan.*epoch 1"):
+    experiment.train_and_evaluate(tiny_config(data_root, **{"train.epochs": 3}), workdir)
+  assert not (workdir / "results.json").exists()
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["1"]
+
+
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
+    ("train.neg_ratio", 0, "train.neg_ratio=0"),
+    ("model.user_layers", (), "model.user_layers=()"),
+    ("model.item_layers", (16, 0), "model.item_layers=(16, 0)"),
+    ("train.lr", 0.0, "train.lr=0.0"),
+    ("model.loss", "mse", "model.loss='mse'"),
+  ],
+)
+def test_out_of_range_values_fail_before_compute(tmp_path, data_root, field, value, message):
+  config = tiny_config(data_root, **{field: value})
+  with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    experiment.train_and_evaluate(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
+def test_recommend_cli(tmp_path, data_root):
+  workdir = tmp_path / "run"
+  experiment.train_and_evaluate(tiny_config(data_root, **{"train.epochs": 1}), workdir)
+  proc = launch(
+    f"--workdir={workdir}", "--mode=recommend", "--user=3", "--k=4", data_root=data_root
+  )
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.splitlines()
+  assert len(lines) == 4
+  assert [line.split("\t")[0] for line in lines] == ["1", "2", "3", "4"]
+  assert all(line.split("\t")[3].startswith("Movie ") for line in lines)
+  new = launch(
+    f"--workdir={workdir}", "--mode=recommend", "--ratings=1:5,2:4", "--k=3", data_root=data_root
+  )
+  assert new.returncode == 0 and len(new.stdout.splitlines()) == 3
+  unknown = launch(f"--workdir={workdir}", "--mode=recommend", "--user=nobody", data_root=data_root)
+  _assert_one_line_error(unknown, "unknown user 'nobody'")
