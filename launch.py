@@ -13,7 +13,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import dmf_jax
-from dmf_jax import experiment
+from dmf_jax import experiment, sweep
 from dmf_jax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -104,7 +104,11 @@ def main(argv):
       raise UserError(f"cannot load --config: {str(e).strip().splitlines()[-1].strip()}") from None
     if not _WORKDIR.value:
       raise UserError("--workdir is required: the folder for the run's outputs")
-    experiment.train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
+    sweep_fn = sweep.sweep_function(config_flags.get_config_filename(flags.FLAGS["config"]))
+    if sweep_fn is None:
+      experiment.train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
+    else:
+      sweep.run(config, sweep_fn, _WORKDIR.value, overwrite=_OVERWRITE.value)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -29,7 +29,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.model.knn_neighbours = 100  # ItemKNN: neighbours kept per item.
 
   config.train = config_dict.ConfigDict()
-  config.train.epochs = 30  # Passes over the training positives.
+  config.train.epochs = 20  # Passes over the training positives (ML-100k has converged by then).
   config.train.batch_size = 256  # Instances per step (positives with their negatives).
   config.train.lr = 1e-4  # Adam learning rate (paper: 1e-4).
   config.train.neg_ratio = 7  # Sampled negatives per positive (paper's implementation: 7).
@@ -42,4 +42,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.eval.validation = "random"  # random | latest: how the validation item is chosen.
   config.eval.select = "ndcg@10"  # Validation metric that picks the reported epoch.
   config.eval.batch_size = 256  # Users scored per evaluation batch.
+
+  config.sweep = config_dict.ConfigDict()
+  config.sweep.num_seeds = 3  # Model seeds per sweep member (seed, seed + 1, ...), one split.
   return config

@@ -333,7 +333,7 @@ def train(context: Context) -> Outcome:
       }
       run.append_metrics(record)
       ckpt.save(epoch, state, metrics["valid"][select])
-      train_seconds += seconds
+      train_seconds += record["seconds"]
       if best is None or metrics["valid"][select] > best["validation"][select]:
         best = record
       epochs.set_postfix(

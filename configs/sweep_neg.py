@@ -1,0 +1,13 @@
+"""Table 4: DMF-2-nce with 1, 2, 5, 9 and 10 negatives per positive.
+
+python launch.py --config=configs/sweep_neg.py --workdir=runs/sweep_neg [--config.data.name=amusic]
+"""
+
+from configs import default
+
+get_config = default.get_config
+
+
+def sweep(add):
+  for ratio in (1, 2, 5, 9, 10):
+    add(**{"train.neg_ratio": ratio})

@@ -1,0 +1,15 @@
+"""Table 2: every model on one data set (ML-100k by default; `--config.data.name=amusic`).
+
+python launch.py --config=configs/table2.py --workdir=runs/table2_ml100k
+"""
+
+from configs import default
+
+get_config = default.get_config
+
+
+def sweep(add):
+  add(**{"model.name": "itempop"})
+  add(**{"model.name": "itemknn"})
+  add(**{"model.name": "dmf", "model.loss": "ce"})
+  add(**{"model.name": "dmf", "model.loss": "nce"})

@@ -1,0 +1,270 @@
+"""Sweeps: a config file's `sweep(add)` names the members, each an override dict on its config.
+
+    def sweep(add):
+      for ratio in (1, 2, 5, 9, 10):
+        add(**{"train.neg_ratio": ratio})
+
+Every member runs `sweep.num_seeds` times (model seeds `seed`, `seed + 1`, ...; one split) into
+`DIR/<name>/seed<s>/`, its name made from its overrides. Command-line overrides apply to every member;
+a member's own overrides win for the fields it sets. Every member is checked (fields, types, values,
+workdirs) before any runs. Finished members are skipped and unfinished ones resume, so re-running a
+sweep trains only what is missing. At the end `summary.csv`, `summary.md` and plots are written.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import importlib.util
+import io
+import json
+import logging
+import math
+import pathlib
+import re
+from collections.abc import Callable
+
+import numpy as np
+from ml_collections import config_dict
+
+from dmf_jax import experiment
+from dmf_jax.errors import ConfigError
+from dmf_jax.workdir import Workdir, write_json
+
+log = logging.getLogger(__name__)
+
+METRICS = ("hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10")
+
+
+def sweep_function(config_path: str) -> Callable | None:
+  """The `sweep` function of a config file (path, optionally with `:arg`), or None."""
+  path = pathlib.Path(re.sub(r"(\.py):.*$", r"\1", config_path))
+  spec = importlib.util.spec_from_file_location(f"_dmf_sweep_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return getattr(module, "sweep", None)
+
+
+def collect(sweep: Callable) -> list[dict]:
+  """The override dicts that `sweep(add)` adds, in order."""
+  members = []
+
+  def add(overrides: dict | None = None, **more):
+    members.append({**(overrides or {}), **more})
+
+  sweep(add)
+  if not members:
+    raise ConfigError("the config's sweep() added no member")
+  return members
+
+
+def _short(value) -> str:
+  if isinstance(value, list | tuple):
+    return "-".join(_short(v) for v in value) or "none"
+  if isinstance(value, float):
+    return f"{value:g}"
+  return str(value)
+
+
+def member_name(overrides: dict) -> str:
+  """A short readable folder name: `neg_ratio=5`, `loss=ce,name=dmf`, `user_layers=256-64`."""
+  if not overrides:
+    return "base"
+  labels = {key: key.rsplit(".", 1)[-1] for key in overrides}
+  if len(set(labels.values())) < len(labels):
+    labels = {key: key for key in overrides}
+  parts = [f"{labels[key]}={_short(value)}" for key, value in overrides.items()]
+  return re.sub(r"[^\w.=,@+-]", "_", ",".join(parts))
+
+
+@dataclasses.dataclass
+class Member:
+  name: str
+  overrides: dict
+  seed: int
+  config: config_dict.ConfigDict
+  workdir: pathlib.Path
+
+
+def _apply(base: config_dict.ConfigDict, overrides: dict, name: str) -> config_dict.ConfigDict:
+  config = copy.deepcopy(base)
+  for key, value in overrides.items():
+    node, *path = key.split(".")
+    try:
+      parent = config
+      for part in [node, *path][:-1]:
+        parent = parent[part]
+      field = [node, *path][-1]
+      if field not in parent:
+        raise KeyError(field)
+      if isinstance(parent[field], tuple) and isinstance(value, list):
+        value = tuple(value)
+      parent[field] = value
+    except KeyError:
+      raise ConfigError(f"sweep member {name}: {key} is not a config field") from None
+    except TypeError as e:
+      raise ConfigError(f"sweep member {name}: {key}={value!r} has the wrong type ({e})") from None
+  return config
+
+
+def plan(
+  base: config_dict.ConfigDict, members: list[dict], directory: pathlib.Path
+) -> list[Member]:
+  """Every (member, seed) run of the sweep, checked before anything runs."""
+  num_seeds = base.sweep.num_seeds
+  if num_seeds < 1:
+    raise ConfigError(f"sweep.num_seeds={num_seeds}: must be at least 1")
+  names = [member_name(m) for m in members]
+  if len(set(names)) < len(names):
+    raise ConfigError(f"the sweep's members are not distinct: {names}")
+  runs = []
+  for name, overrides in zip(names, members, strict=True):
+    config = _apply(base, overrides, name)
+    for offset in range(num_seeds):
+      seeded = copy.deepcopy(config)
+      seeded.seed = base.seed + offset
+      try:
+        experiment.check_config(seeded)
+      except ConfigError as e:
+        raise ConfigError(f"sweep member {name}: {e}") from None
+      runs.append(
+        Member(name, overrides, seeded.seed, seeded, directory / name / f"seed{seeded.seed}")
+      )
+  return runs
+
+
+def run(
+  base: config_dict.ConfigDict, sweep: Callable, directory: str | pathlib.Path, *, overwrite: bool
+) -> list[dict]:
+  """Runs every member of `sweep` over `base` in `directory`; returns the summary rows."""
+  directory = pathlib.Path(directory)
+  runs = plan(base, collect(sweep), directory)
+  states = [Workdir(r.workdir).claim(r.config, overwrite=overwrite) for r in runs]
+  todo = sum(state != "finished" for state in states)
+  log.info("sweep: %d runs (%d to train) into %s", len(runs), todo, directory)
+  for index, (member, state) in enumerate(zip(runs, states, strict=True), 1):
+    log.info("sweep run %d/%d: %s seed %d (%s)", index, len(runs), member.name, member.seed, state)
+    experiment.train_and_evaluate(member.config, member.workdir, overwrite=overwrite)
+  rows = summarize(runs)
+  write_summary(directory, rows, runs)
+  return rows
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+  array = np.asarray(values, float)
+  return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def summarize(runs: list[Member]) -> list[dict]:
+  """One row per member: its overrides and the mean and std over seeds of each metric."""
+  by_member: dict[str, list[tuple[Member, dict]]] = {}
+  for member in runs:
+    results = Workdir(member.workdir).results()
+    by_member.setdefault(member.name, []).append((member, results))
+  rows = []
+  for name, entries in by_member.items():
+    results = [r for _, r in entries]
+    row = {"member": name, "overrides": entries[0][0].overrides, "seeds": len(results)}
+    for split, key in (("validation", "valid"), ("test", "test")):
+      for metric in METRICS:
+        values = [r[split][metric] for r in results if metric in r[split]]
+        if values:
+          row[f"{key}_{metric}"], row[f"{key}_{metric}_std"] = _mean_std(values)
+    row["best_epoch"] = _mean_std([r["best_epoch"] for r in results])[0]
+    row["train_seconds"] = _mean_std([r["train_seconds"] for r in results])[0]
+    rows.append(row)
+  return rows
+
+
+def write_summary(directory: pathlib.Path, rows: list[dict], runs: list[Member]) -> None:
+  columns = [c for c in rows[0] if c != "overrides"]
+  buffer = io.StringIO()
+  writer = csv.writer(buffer)
+  writer.writerow(["member", "overrides", *columns[1:]])
+  for row in rows:
+    writer.writerow(
+      [row["member"], json.dumps(row["overrides"], sort_keys=True)]
+      + [_fmt(row.get(c)) for c in columns[1:]]
+    )
+  (directory / "summary.csv").write_text(buffer.getvalue())
+  lines = [
+    "| member | seeds | val HR@10 | val NDCG@10 | test HR@10 | test NDCG@10 | test full HR@10 | "
+    "test full NDCG@10 | best epoch | train s |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for row in rows:
+    cells = [
+      _pm(row, f"{split}_{metric}")
+      for split, metric in (
+        ("valid", "hr@10"),
+        ("valid", "ndcg@10"),
+        ("test", "hr@10"),
+        ("test", "ndcg@10"),
+        ("test", "full_hr@10"),
+        ("test", "full_ndcg@10"),
+      )
+    ]
+    lines.append(
+      f"| {row['member']} | {row['seeds']} | {' | '.join(cells)} | {row['best_epoch']:.1f} | "
+      f"{row['train_seconds']:.0f} |"
+    )
+  (directory / "summary.md").write_text("\n".join(lines) + "\n")
+  write_json(directory / "summary.json", rows)
+  _plot(directory, rows, runs)
+
+
+def _fmt(value) -> str:
+  return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _pm(row: dict, key: str) -> str:
+  if key not in row:
+    return "–"
+  return f"{row[key]:.4f} ± {row[key + '_std']:.4f}"
+
+
+def _plot(directory: pathlib.Path, rows: list[dict], runs: list[Member]) -> None:
+  """`metrics.png`: test and validation metrics per member; `curves.png`: validation and test
+  HR@10 and NDCG@10 per epoch, one line per member (mean over seeds), for trained models."""
+  try:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+  except ImportError:
+    log.warning("matplotlib is not installed (pip install -e '.[plots]'): no plots")
+    return
+  labels = [row["member"] for row in rows]
+  x = np.arange(len(rows))
+  figure, axes = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(rows)), 4), constrained_layout=True)
+  for axis, metric in zip(axes, ("hr@10", "ndcg@10"), strict=True):
+    for offset, split in ((-0.2, "valid"), (0.2, "test")):
+      means = [row.get(f"{split}_{metric}", math.nan) for row in rows]
+      stds = [row.get(f"{split}_{metric}_std", 0.0) for row in rows]
+      axis.bar(x + offset, means, 0.4, yerr=stds, capsize=3, label=split)
+    axis.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    axis.set_title(metric.upper().replace("@", "@"))
+    axis.legend()
+  figure.savefig(directory / "metrics.png", dpi=120)
+  plt.close(figure)
+
+  curves = {}
+  for member in runs:
+    records = Workdir(member.workdir).metrics()
+    if len(records) > 1:
+      curves.setdefault(member.name, []).append(records)
+  if not curves:
+    return
+  figure, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True, sharex=True)
+  for row_axes, split in zip(axes, ("validation", "test"), strict=True):
+    for axis, metric in zip(row_axes, ("hr@10", "ndcg@10"), strict=True):
+      for name, seeds in curves.items():
+        length = min(len(records) for records in seeds)
+        values = np.mean([[r[split][metric] for r in records[:length]] for records in seeds], 0)
+        axis.plot(np.arange(1, length + 1), values, marker=".", label=name)
+      axis.set_title(f"{split} {metric.upper()}")
+      axis.set_xlabel("epoch")
+  axes[0][0].legend(fontsize=8)
+  figure.savefig(directory / "curves.png", dpi=120)
+  plt.close(figure)

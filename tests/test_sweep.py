@@ -1,0 +1,114 @@
+"""Sweeps on a tiny synthetic data set: expansion, naming, precedence, skip and resume, summary."""
+
+import json
+
+import pytest
+
+from dmf_jax import experiment, sweep
+from dmf_jax.errors import ConfigError
+from tests.test_launch import _assert_one_line_error, launch
+from tests.test_training import data_root, tiny_config  # noqa: F401 (fixture)
+
+
+def neg_sweep(add):
+  for ratio in (1, 3):
+    add(**{"train.neg_ratio": ratio})
+
+
+def test_member_names_are_short_and_readable():
+  assert sweep.member_name({"train.neg_ratio": 5}) == "neg_ratio=5"
+  assert sweep.member_name({"model.user_layers": (256, 64)}) == "user_layers=256-64"
+  assert sweep.member_name({"model.name": "dmf", "model.loss": "ce"}) == "name=dmf,loss=ce"
+  assert sweep.member_name({"train.lr": 1e-4}) == "lr=0.0001"
+  # Same leaf name in two groups: the full path keeps them apart.
+  assert sweep.member_name({"a.seed": 1, "b.seed": 2}) == "a.seed=1,b.seed=2"
+
+
+def test_plan_expands_seeds_and_member_overrides_win(tmp_path, data_root):  # noqa: F811
+  base = tiny_config(data_root, **{"train.neg_ratio": 7, "train.lr": 0.01})  # as from the CLI
+  base.sweep.num_seeds = 2
+  runs = sweep.plan(base, sweep.collect(neg_sweep), tmp_path)
+  assert [(r.name, r.seed) for r in runs] == [
+    ("neg_ratio=1", 0),
+    ("neg_ratio=1", 1),
+    ("neg_ratio=3", 0),
+    ("neg_ratio=3", 1),
+  ]
+  assert [r.config.train.neg_ratio for r in runs] == [1, 1, 3, 3]
+  assert all(r.config.train.lr == 0.01 for r in runs)  # the CLI override reaches every member
+  assert runs[1].workdir == tmp_path / "neg_ratio=1" / "seed1"
+
+
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
+    ({"train.neg_ratoi": 2}, "member neg_ratoi=2: train.neg_ratoi is not a config field"),
+    ({"train.neg_ratio": "many"}, "wrong type"),
+    ({"train.neg_ratio": 0}, "train.neg_ratio=0: must be at least 1"),
+  ],
+)
+def test_bad_member_fails_before_any_run(tmp_path, data_root, overrides, message):  # noqa: F811
+  def bad_sweep(add):
+    add(**{"train.neg_ratio": 2})
+    add(**overrides)
+
+  with pytest.raises(ConfigError, match=message):
+    sweep.run(tiny_config(data_root), bad_sweep, tmp_path / "sweep", overwrite=False)
+  assert not (tmp_path / "sweep").exists()
+
+
+def test_run_skip_resume_and_summary(tmp_path, data_root, monkeypatch):  # noqa: F811
+  base = tiny_config(data_root, **{"train.epochs": 2})
+  base.sweep.num_seeds = 2
+  rows = sweep.run(base, neg_sweep, tmp_path, overwrite=False)
+  assert [row["member"] for row in rows] == ["neg_ratio=1", "neg_ratio=3"]
+  assert all(row["seeds"] == 2 and 0 <= row["test_hr@10"] <= 1 for row in rows)
+  for name in ("summary.csv", "summary.md", "summary.json", "metrics.png", "curves.png"):
+    assert (tmp_path / name).is_file(), name
+  summary = (tmp_path / "summary.csv").read_text()
+  assert summary.count("\n") == 3 and '{""train.neg_ratio"": 1}' in summary
+
+  # An unfinished member resumes; finished ones are not retrained.
+  (tmp_path / "neg_ratio=3" / "seed1" / "results.json").unlink()
+  trained = []
+  real = experiment.MODELS["dmf"]
+  monkeypatch.setitem(experiment.MODELS, "dmf", lambda c: trained.append(1) or real(c))
+  again = sweep.run(base, neg_sweep, tmp_path, overwrite=False)
+  assert len(trained) == 1
+  assert (tmp_path / "summary.csv").read_text() == summary
+  assert json.dumps(again) == json.dumps(rows)
+
+  # A changed member config stops the sweep before any training.
+  base.train.lr = 0.5
+  with pytest.raises(ConfigError, match="another config.*train.lr"):
+    sweep.run(base, neg_sweep, tmp_path, overwrite=False)
+  assert len(trained) == 1
+
+
+def test_sweep_from_the_command_line(tmp_path, data_root):  # noqa: F811
+  config_file = tmp_path / "tiny_sweep.py"
+  config_file.write_text(
+    "from configs import default\n"
+    "def get_config():\n"
+    "  c = default.get_config()\n"
+    "  c.model.name = 'itempop'\n"
+    "  c.eval.num_negatives = 10\n"
+    "  c.sweep.num_seeds = 1\n"
+    "  return c\n"
+    "def sweep(add):\n"
+    "  add(**{'eval.ks': (5, 10)})\n"
+    "  add(**{'model.name': 'itemknn', 'model.knn_neighbours': 5})\n"
+  )
+  proc = launch(f"--config={config_file}", f"--workdir={tmp_path / 'out'}", data_root=data_root)
+  assert proc.returncode == 0, proc.stderr
+  assert "sweep run 2/2" in proc.stderr
+  assert (tmp_path / "out" / "ks=5-10" / "seed0" / "results.json").is_file()
+  assert (tmp_path / "out" / "name=itemknn,knn_neighbours=5" / "summary.md").exists() is False
+  assert (tmp_path / "out" / "summary.md").read_text().count("\n") == 4
+  bad = launch(
+    f"--config={config_file}",
+    "--config.sweep.num_seeds=0",
+    f"--workdir={tmp_path / 'x'}",
+    data_root=data_root,
+  )
+  _assert_one_line_error(bad, "sweep.num_seeds=0")
