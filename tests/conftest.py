@@ -1,10 +1,15 @@
-"""Shared fixtures: small data files written by the tests, and the real data when available."""
+"""Shared fixtures and helpers: small data files written by the tests, launch.py as a user runs
+it, and the real data when available."""
 
 import os
 import pathlib
+import subprocess
+import sys
 
 import ml_collections
 import pytest
+
+from configs import default
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -36,8 +41,13 @@ def write_ml100k(root: pathlib.Path, rows, titles=None) -> pathlib.Path:
   return folder / "u.data"
 
 
-def data_config(name: str, root: pathlib.Path) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict({"name": name, "root": str(root)})
+def data_config(name: str, root: pathlib.Path | None = None, **fields) -> ml_collections.ConfigDict:
+  """The default `config.data` for data set `name` under `root`, with `fields` overridden."""
+  config = default.get_config().data
+  config.name = name
+  config.root = str(root) if root is not None else None
+  config.update(fields)
+  return config
 
 
 def synthetic_rows(num_users=30, num_items=40, per_user=12, seed=0):
@@ -53,3 +63,28 @@ def synthetic_rows(num_users=30, num_items=40, per_user=12, seed=0):
     for t, item in enumerate(items):
       rows.append((u, int(item), int(rng.integers(1, 6)), 1000 + 10 * t + int(rng.integers(0, 3))))
   return rows
+
+
+def launch(*args, data_root=None, timeout=300):
+  """Runs launch.py as a user would; returns the finished process."""
+  env = dict(os.environ)
+  if data_root is not None:
+    env["DMF_DATA_DIR"] = str(data_root)
+  return subprocess.run(
+    [sys.executable, str(REPO / "launch.py"), *map(str, args)],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    env=env,
+    timeout=timeout,
+  )
+
+
+def assert_one_line_error(proc, *fragments):
+  """The process failed with one `error:` line holding every fragment, and no traceback."""
+  assert proc.returncode != 0
+  assert "Traceback" not in proc.stderr
+  lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(lines) == 1, proc.stderr
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
