@@ -6,8 +6,9 @@ where the data set has them, item titles. A pair rated more than once keeps its 
 timestamp, then by file order); the number of dropped rows is reported.
 
 Named data sets are looked up under `data.root`, else `$DMF_DATA_DIR`, else the cache folder
-`~/.cache/dmf_jax/data` (under `$XDG_CACHE_HOME` when set). `csv` and `amazon_csv` read the file
-`data.path`.
+`~/.cache/dmf_jax/data` (under `$XDG_CACHE_HOME` when set). A MovieLens set missing from both the
+data folder and the cache is downloaded from GroupLens into the cache and verified by the sha256 of
+its ratings file. `csv` and `amazon_csv` read the file `data.path` and never download.
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ import logging
 import os
 import pathlib
 import re
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from dmf_jax.errors import ConfigError, DataError
 
@@ -90,14 +96,19 @@ class Interactions:
     }
 
 
+def cache_root() -> pathlib.Path:
+  """The user's data cache, which receives downloads."""
+  cache = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+  return pathlib.Path(cache) / "dmf_jax" / "data"
+
+
 def data_root(root: str | None) -> pathlib.Path:
   """The folder data sets are read from: `root`, else `$DMF_DATA_DIR`, else the user's cache."""
   if root:
     return pathlib.Path(root).expanduser()
   if os.environ.get(DATA_DIR_ENV):
     return pathlib.Path(os.environ[DATA_DIR_ENV]).expanduser()
-  cache = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-  return pathlib.Path(cache) / "dmf_jax" / "data"
+  return cache_root()
 
 
 def sha256_of(path: pathlib.Path) -> str:
@@ -345,13 +356,15 @@ _POSITIONAL = {"user": 0, "item": 1, "rating": 2, "timestamp": 3}
 
 @dataclasses.dataclass(frozen=True)
 class MovieLens:
-  """A GroupLens data set: one folder holding the ratings and titles files."""
+  """A GroupLens archive: a zip whose one top-level folder holds the ratings and titles files."""
 
-  folder: str  # under the data root
+  folder: str  # the archive's top-level folder, and the folder under the data root
   ratings: str
   sep: str
   titles: str  # the items file, latin-1
   titles_sep: str
+  url: str
+  sha256: str | None  # of the ratings file; None where no checksum has been recorded
 
 
 MOVIELENS = {
@@ -361,6 +374,9 @@ MOVIELENS = {
     sep="\t",
     titles="u.item",
     titles_sep="|",
+    url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+    # From ../shared/data/README.md, checked against its u.data.
+    sha256="06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
   ),
   "ml1m": MovieLens(
     folder="ml-1m",
@@ -368,8 +384,84 @@ MOVIELENS = {
     sep="::",
     titles="movies.dat",
     titles_sep="::",
+    url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+    # Unverified: no published sha256 of ratings.dat was found, and none is guessed here. A download
+    # logs the checksum it computed; record it here once checked against an official copy.
+    sha256=None,
   ),
 }
+
+
+def _fetch(url: str, target: pathlib.Path) -> None:
+  """Downloads `url` to `target` with a progress bar (shown on a terminal only)."""
+  with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:
+    total = int(response.headers.get("Content-Length") or 0) or None
+    name = url.rsplit("/", 1)[-1]
+    with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=None) as bar:
+      for block in iter(lambda: response.read(1 << 20), b""):
+        out.write(block)
+        bar.update(len(block))
+
+
+def _download(dataset: MovieLens, data_config, missing: pathlib.Path) -> pathlib.Path:
+  """Downloads and unpacks `dataset` into the cache; returns its folder there.
+
+  Everything happens in a temporary folder in the cache, moved into place only once the ratings
+  file's checksum matches, so a failed or corrupt download leaves nothing behind.
+  """
+  url = data_config.download_url or dataset.url
+  expected = data_config.download_sha256 or dataset.sha256
+  cache = cache_root()
+  cache.mkdir(parents=True, exist_ok=True)
+  log.info("%s not found: downloading %s into %s", missing, url, cache)
+  with tempfile.TemporaryDirectory(dir=cache, prefix=f".{dataset.folder}-download-") as tmp:
+    archive = pathlib.Path(tmp) / "archive.zip"
+    try:
+      _fetch(url, archive)
+    except urllib.error.HTTPError as e:
+      e.close()  # It holds the server's response open.
+      raise DataError(f"{missing}: file not found, and downloading {url} failed: {e}") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+      reason = getattr(e, "reason", e)  # A URLError's reason is the failure underneath.
+      raise DataError(
+        f"{missing}: file not found, and downloading {url} failed: {reason}"
+      ) from None
+    unpacked = pathlib.Path(tmp) / "unpacked"
+    try:
+      with zipfile.ZipFile(archive) as z:
+        z.extractall(unpacked)
+    except zipfile.BadZipFile:
+      raise DataError(f"{url}: not a zip archive; the download was deleted") from None
+    ratings = unpacked / dataset.folder / dataset.ratings
+    if not ratings.is_file():
+      raise DataError(
+        f"{url}: the archive has no {dataset.folder}/{dataset.ratings}; the download was deleted"
+      )
+    actual = sha256_of(ratings)
+    if expected is None:
+      log.warning(
+        "%s: no sha256 recorded for %s, so it is unverified; its sha256 is %s",
+        url,
+        dataset.ratings,
+        actual,
+      )
+    elif actual != expected:
+      raise DataError(
+        f"{url}: sha256 of {dataset.folder}/{dataset.ratings} is {actual}, expected {expected}; "
+        "the download was deleted"
+      )
+    target = cache / dataset.folder
+    try:
+      os.replace(unpacked / dataset.folder, target)
+    except OSError:
+      # Another run may have unpacked it first; anything else in the way is for the user to clear.
+      if not (target / dataset.ratings).is_file():
+        raise DataError(
+          f"{target}: exists without {dataset.ratings}, so the download cannot be unpacked there; "
+          "remove the folder"
+        ) from None
+  log.info("%s: unpacked into %s", url, target)
+  return target
 
 
 def _titles(path: pathlib.Path, sep: str) -> dict[str, str] | None:
@@ -384,7 +476,10 @@ def _titles(path: pathlib.Path, sep: str) -> dict[str, str] | None:
 
 def _load_movielens(data_config, name: str) -> Interactions:
   dataset = MOVIELENS[name]
-  folder = data_root(data_config.root) / dataset.folder
+  folders = [data_root(data_config.root) / dataset.folder, cache_root() / dataset.folder]
+  folder = next((f for f in folders if (f / dataset.ratings).is_file()), None)
+  if folder is None:
+    folder = _download(dataset, data_config, missing=folders[0] / dataset.ratings)
   path = folder / dataset.ratings
   frame = read_delimited(path, sep=dataset.sep, header=False, columns=_POSITIONAL)
   titles = _titles(folder / dataset.titles, dataset.titles_sep)

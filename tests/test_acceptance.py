@@ -62,6 +62,8 @@ def test_config_defines_every_named_field():
     "data.time_col",
     "data.min_user_ratings",
     "data.min_item_ratings",
+    "data.download_url",
+    "data.download_sha256",
     "model.name",
     "eval.num_negatives",
     "eval.ks",

@@ -1,9 +1,11 @@
 """Bad input through launch.py: one `error:` line naming the file (and line or column), a non-zero
 exit, no traceback, and nothing of the run written to the workdir."""
 
+import hashlib
+
 import pytest
 
-from tests.conftest import assert_one_line_error, launch
+from tests.conftest import assert_one_line_error, launch, zip_of
 
 HEADER = "user,item,rating,timestamp\n"
 GOOD = "1,10,5,100\n1,11,4,101\n1,12,3,102\n2,10,2,103\n2,12,1,104\n2,13,5,105\n"
@@ -65,3 +67,39 @@ def test_csv_without_path(tmp_path):
   proc = launch("--config=configs/default.py", "--config.data.name=csv", f"--workdir={tmp_path}")
   assert_one_line_error(proc, "data.name=csv reads the file data.path")
   _assert_nothing_written(tmp_path)
+
+
+def test_download_failures_name_the_file_and_url(tmp_path, local_server):
+  """A missing data set that cannot be fetched, or whose checksum differs, ends in one line."""
+  ratings = b"1\t10\t5\t100\n"
+  local_server.files["/ml-100k.zip"] = zip_of({"ml-100k/u.data": ratings})
+  common = ["--config=configs/default.py", "--config.model.name=itempop"]
+  workdir = tmp_path / "run"
+
+  missing = launch(
+    *common,
+    f"--config.data.download_url={local_server.url('/nothing.zip')}",
+    f"--workdir={workdir}",
+    data_root=tmp_path / "data",
+  )
+  assert_one_line_error(
+    missing,
+    f"{tmp_path / 'data' / 'ml-100k' / 'u.data'}: file not found",
+    f"downloading {local_server.url('/nothing.zip')} failed: HTTP Error 404",
+  )
+  _assert_nothing_written(workdir)
+
+  url = local_server.url("/ml-100k.zip")
+  mismatch = launch(
+    *common,
+    f"--config.data.download_url={url}",
+    f"--workdir={workdir}",
+    data_root=tmp_path / "data",
+  )
+  actual = hashlib.sha256(ratings).hexdigest()
+  assert_one_line_error(
+    mismatch,
+    f"{url}: sha256 of ml-100k/u.data is {actual}, expected 06416e59",
+    "the download was deleted",
+  )
+  _assert_nothing_written(workdir)
