@@ -14,8 +14,19 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.seed = 0  # Model seed: initialisation and negative sampling (not the split).
 
   config.data = config_dict.ConfigDict()
-  config.data.name = "ml100k"  # ml100k | amusic
+  config.data.name = "ml100k"  # ml100k | ml1m | amusic | amazon_csv | csv
   config.data.root = config_dict.placeholder(str)  # Else $DMF_DATA_DIR, else ~/.cache/dmf_jax/data.
+  config.data.path = config_dict.placeholder(str)  # csv, amazon_csv: the ratings file.
+  config.data.sep = ","  # csv: field separator, or one of the words tab, space, semicolon.
+  config.data.header = True  # csv: the first line names the columns.
+  config.data.user_col = "user"  # csv: a column name, or a 0-based position with header=False.
+  config.data.item_col = "item"  # csv: likewise.
+  config.data.rating_col = "rating"  # csv: likewise; "" for none (every interaction counts as 1).
+  config.data.time_col = "timestamp"  # csv: likewise; "" for none (held-out items drawn at random).
+  config.data.min_user_ratings = 20  # amazon_csv: users keep at least this many ratings (paper).
+  config.data.min_item_ratings = 5  # amazon_csv: items keep at least this many ratings (paper).
+  config.data.download_url = config_dict.placeholder(str)  # ml100k, ml1m: else GroupLens's zip.
+  config.data.download_sha256 = config_dict.placeholder(str)  # Of the ratings file; else recorded.
   config.data.implicit = False  # Y from Eq. 1 (ones) instead of Eq. 2 (ratings).
   config.data.split_seed = 0  # Drives held-out items and evaluation candidates.
 

@@ -5,21 +5,31 @@ as dense 0-based indices with maps back to the raw ids (kept as strings), rating
 where the data set has them, item titles. A pair rated more than once keeps its latest rating (by
 timestamp, then by file order); the number of dropped rows is reported.
 
-Files are looked up under `data.root`, else `$DMF_DATA_DIR`, else `~/.cache/dmf_jax/data`.
+Named data sets are looked up under `data.root`, else `$DMF_DATA_DIR`, else the cache folder
+`~/.cache/dmf_jax/data` (under `$XDG_CACHE_HOME` when set). A MovieLens set missing from both the
+data folder and the cache is downloaded from GroupLens into the cache and verified by the sha256 of
+its ratings file. `csv` and `amazon_csv` read the file `data.path` and never download.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import logging
 import os
 import pathlib
+import re
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
-from dmf_jax.errors import DataError
+from dmf_jax.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +44,7 @@ class Interactions:
     name: the `data.name` it was loaded as.
     users: int32[R], user index of each rating.
     items: int32[R], item index of each rating.
-    ratings: float32[R], explicit ratings (positive).
+    ratings: float32[R], explicit ratings (positive; all 1 for a file without ratings).
     timestamps: int64[R], or None when the data set has no time column.
     user_ids: str[M], raw id of each user index.
     item_ids: str[N], raw id of each item index.
@@ -86,14 +96,19 @@ class Interactions:
     }
 
 
+def cache_root() -> pathlib.Path:
+  """The user's data cache, which receives downloads."""
+  cache = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+  return pathlib.Path(cache) / "dmf_jax" / "data"
+
+
 def data_root(root: str | None) -> pathlib.Path:
   """The folder data sets are read from: `root`, else `$DMF_DATA_DIR`, else the user's cache."""
   if root:
     return pathlib.Path(root).expanduser()
   if os.environ.get(DATA_DIR_ENV):
     return pathlib.Path(os.environ[DATA_DIR_ENV]).expanduser()
-  cache = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-  return pathlib.Path(cache) / "dmf_jax" / "data"
+  return cache_root()
 
 
 def sha256_of(path: pathlib.Path) -> str:
@@ -148,8 +163,11 @@ def read_delimited(
     encoding: the file's text encoding.
 
   Raises:
-    DataError: the file is missing, unreadable, has too few columns or lacks a named column.
+    DataError: the file is missing or unreadable, a line has more fields than the first, or the
+      lines have too few columns or lack a named column.
   """
+  if path.is_dir():
+    raise DataError(f"{path}: is a folder, not a ratings file")
   if not path.is_file():
     raise DataError(f"{path}: file not found")
   try:
@@ -166,15 +184,27 @@ def read_delimited(
   except pd.errors.EmptyDataError:
     raise DataError(f"{path}: the file is empty") from None
   except pd.errors.ParserError as e:
-    raise DataError(f"{path}: cannot parse with separator {sep!r}: {e}") from None
+    ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+    if ragged:
+      expected, line, saw = ragged.groups()
+      raise DataError(
+        f"{path}, line {line}: {saw} fields where the lines before have {expected} "
+        f"(separator {sep!r})"
+      ) from None
+    raise DataError(f"{path}: cannot parse with separator {sep!r}: {str(e).strip()}") from None
   except UnicodeDecodeError as e:
     raise DataError(f"{path}: not {encoding} text ({e.reason} at byte {e.start})") from None
+  except OSError as e:
+    raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
   selected = {}
   for out, source in columns.items():
     if header:
       if source not in frame.columns:
+        # A wrong separator leaves the whole header in one column.
+        hint = f"; only one column with separator {sep!r}" if frame.shape[1] == 1 else ""
         raise DataError(
-          f"{path}: no column named {source!r} for {out} (columns: {', '.join(map(str, frame.columns))})"
+          f"{path}: no column named {source!r} for {out} "
+          f"(columns: {', '.join(map(str, frame.columns))}{hint})"
         )
       selected[out] = frame[source]
     else:
@@ -205,10 +235,19 @@ def from_frame(
     titles: raw item id -> title, for data sets that have them.
 
   Raises:
-    DataError: no rows, or a rating that is not a positive number, or a non-numeric timestamp.
+    DataError: no rows, an empty field, a rating that is not a positive number, or a non-numeric
+      timestamp.
   """
   if len(frame) == 0:
     raise DataError(f"{path}: no ratings found (the file is empty or has only a header)")
+  for column in frame.columns:
+    values = frame[column]
+    empty = np.flatnonzero((values.isna() | (values == "")).to_numpy())
+    if empty.size:
+      raise DataError(
+        f"{path}, line {empty[0] + first_line}: no {column} (an empty field, or a line with "
+        "fewer fields than the ones before)"
+      )
   if "rating" in frame.columns:
     ratings = _numeric(frame["rating"], "rating", path, first_line)
     # A zero would read as "unknown" in Y (Eq. 2), so only positive ratings are ratings.
@@ -257,22 +296,204 @@ def from_frame(
   )
 
 
+def filter_min_counts(data: Interactions, *, min_user: int, min_item: int) -> Interactions:
+  """Keeps the ratings of users with at least `min_user` and items with at least `min_item`.
+
+  Removing an item can take a user below `min_user` and vice versa, so passes repeat until one
+  removes nothing; the result (the largest subset meeting both bounds) does not depend on the order
+  of removal. Each pass is logged, the last (which removes nothing) included. Indices are
+  renumbered over the survivors, in the same order.
+
+  Raises:
+    DataError: no rating survives.
+  """
+  keep = np.ones(data.num_ratings, bool)
+  users_left, items_left = data.num_users, data.num_items
+  for pass_number in itertools.count(1):
+    user_counts = np.bincount(data.users[keep], minlength=data.num_users)
+    item_counts = np.bincount(data.items[keep], minlength=data.num_items)
+    drop = keep & ((user_counts[data.users] < min_user) | (item_counts[data.items] < min_item))
+    keep &= ~drop
+    users_now = np.count_nonzero(np.bincount(data.users[keep], minlength=data.num_users))
+    items_now = np.count_nonzero(np.bincount(data.items[keep], minlength=data.num_items))
+    log.info(
+      "%s: filter pass %d (>= %d ratings per user, >= %d per item) removed %d users, %d items, "
+      "%d ratings",
+      data.path,
+      pass_number,
+      min_user,
+      min_item,
+      users_left - users_now,
+      items_left - items_now,
+      np.count_nonzero(drop),
+    )
+    users_left, items_left = users_now, items_now
+    if not drop.any():
+      break
+  if not keep.any():
+    raise DataError(
+      f"{data.path}: no ratings left after keeping users with >= {min_user} ratings and items "
+      f"with >= {min_item} (data.min_user_ratings, data.min_item_ratings)"
+    )
+  user_kept = np.bincount(data.users[keep], minlength=data.num_users) > 0
+  item_kept = np.bincount(data.items[keep], minlength=data.num_items) > 0
+  new_user = (np.cumsum(user_kept) - 1).astype(np.int32)
+  new_item = (np.cumsum(item_kept) - 1).astype(np.int32)
+  return dataclasses.replace(
+    data,
+    users=new_user[data.users[keep]],
+    items=new_item[data.items[keep]],
+    ratings=data.ratings[keep],
+    timestamps=data.timestamps[keep] if data.timestamps is not None else None,
+    user_ids=data.user_ids[user_kept],
+    item_ids=data.item_ids[item_kept],
+    item_titles=data.item_titles[item_kept] if data.item_titles is not None else None,
+  )
+
+
 _POSITIONAL = {"user": 0, "item": 1, "rating": 2, "timestamp": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class MovieLens:
+  """A GroupLens archive: a zip whose one top-level folder holds the ratings and titles files."""
+
+  folder: str  # the archive's top-level folder, and the folder under the data root
+  ratings: str
+  sep: str
+  titles: str  # the items file, latin-1
+  titles_sep: str
+  url: str
+  sha256: str | None  # of the ratings file; None where no checksum has been recorded
+
+
+MOVIELENS = {
+  "ml100k": MovieLens(
+    folder="ml-100k",
+    ratings="u.data",
+    sep="\t",
+    titles="u.item",
+    titles_sep="|",
+    url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+    # From ../shared/data/README.md, checked against its u.data.
+    sha256="06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
+  ),
+  "ml1m": MovieLens(
+    folder="ml-1m",
+    ratings="ratings.dat",
+    sep="::",
+    titles="movies.dat",
+    titles_sep="::",
+    url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+    # Unverified: no published sha256 of ratings.dat was found, and none is guessed here. A download
+    # logs the checksum it computed; record it here once checked against an official copy.
+    sha256=None,
+  ),
+}
+
+
+def _fetch(url: str, target: pathlib.Path) -> None:
+  """Downloads `url` to `target` with a progress bar (shown on a terminal only)."""
+  with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:
+    total = int(response.headers.get("Content-Length") or 0) or None
+    name = url.rsplit("/", 1)[-1]
+    with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=None) as bar:
+      for block in iter(lambda: response.read(1 << 20), b""):
+        out.write(block)
+        bar.update(len(block))
+
+
+def _download(dataset: MovieLens, data_config, missing: pathlib.Path) -> pathlib.Path:
+  """Downloads and unpacks `dataset` into the cache; returns its folder there.
+
+  Everything happens in a temporary folder in the cache, moved into place only once the ratings
+  file's checksum matches, so a failed or corrupt download leaves nothing behind.
+  """
+  url = data_config.download_url or dataset.url
+  expected = data_config.download_sha256 or dataset.sha256
+  cache = cache_root()
+  cache.mkdir(parents=True, exist_ok=True)
+  log.info("%s not found: downloading %s into %s", missing, url, cache)
+  with tempfile.TemporaryDirectory(dir=cache, prefix=f".{dataset.folder}-download-") as tmp:
+    archive = pathlib.Path(tmp) / "archive.zip"
+    try:
+      _fetch(url, archive)
+    except urllib.error.HTTPError as e:
+      e.close()  # It holds the server's response open.
+      raise DataError(f"{missing}: file not found, and downloading {url} failed: {e}") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+      reason = getattr(e, "reason", e)  # A URLError's reason is the failure underneath.
+      raise DataError(
+        f"{missing}: file not found, and downloading {url} failed: {reason}"
+      ) from None
+    unpacked = pathlib.Path(tmp) / "unpacked"
+    try:
+      with zipfile.ZipFile(archive) as z:
+        z.extractall(unpacked)
+    except zipfile.BadZipFile:
+      raise DataError(f"{url}: not a zip archive; the download was deleted") from None
+    ratings = unpacked / dataset.folder / dataset.ratings
+    if not ratings.is_file():
+      raise DataError(
+        f"{url}: the archive has no {dataset.folder}/{dataset.ratings}; the download was deleted"
+      )
+    actual = sha256_of(ratings)
+    if expected is None:
+      log.warning(
+        "%s: no sha256 recorded for %s, so it is unverified; its sha256 is %s",
+        url,
+        dataset.ratings,
+        actual,
+      )
+    elif actual != expected:
+      raise DataError(
+        f"{url}: sha256 of {dataset.folder}/{dataset.ratings} is {actual}, expected {expected}; "
+        "the download was deleted"
+      )
+    target = cache / dataset.folder
+    try:
+      os.replace(unpacked / dataset.folder, target)
+    except OSError:
+      # Another run may have unpacked it first; anything else in the way is for the user to clear.
+      if not (target / dataset.ratings).is_file():
+        raise DataError(
+          f"{target}: exists without {dataset.ratings}, so the download cannot be unpacked there; "
+          "remove the folder"
+        ) from None
+  log.info("%s: unpacked into %s", url, target)
+  return target
+
+
+def _titles(path: pathlib.Path, sep: str) -> dict[str, str] | None:
+  """Raw item id -> title from a MovieLens items file (latin-1), or None when it is absent."""
+  if not path.is_file():
+    return None
+  items = read_delimited(
+    path, sep=sep, header=False, columns={"item": 0, "title": 1}, encoding="latin-1"
+  )
+  return dict(zip(items["item"], items["title"], strict=True))
+
+
+def _load_movielens(data_config, name: str) -> Interactions:
+  dataset = MOVIELENS[name]
+  folders = [data_root(data_config.root) / dataset.folder, cache_root() / dataset.folder]
+  folder = next((f for f in folders if (f / dataset.ratings).is_file()), None)
+  if folder is None:
+    folder = _download(dataset, data_config, missing=folders[0] / dataset.ratings)
+  path = folder / dataset.ratings
+  frame = read_delimited(path, sep=dataset.sep, header=False, columns=_POSITIONAL)
+  titles = _titles(folder / dataset.titles, dataset.titles_sep)
+  return from_frame(frame, name=name, path=path, first_line=1, titles=titles)
 
 
 def load_ml100k(data_config) -> Interactions:
   """MovieLens 100K: `ml-100k/u.data` (tab separated) with titles from `u.item` (latin-1)."""
-  folder = data_root(data_config.root) / "ml-100k"
-  path = folder / "u.data"
-  frame = read_delimited(path, sep="\t", header=False, columns=_POSITIONAL)
-  titles = None
-  item_file = folder / "u.item"
-  if item_file.is_file():
-    items = read_delimited(
-      item_file, sep="|", header=False, columns={"item": 0, "title": 1}, encoding="latin-1"
-    )
-    titles = dict(zip(items["item"], items["title"], strict=True))
-  return from_frame(frame, name="ml100k", path=path, first_line=1, titles=titles)
+  return _load_movielens(data_config, "ml100k")
+
+
+def load_ml1m(data_config) -> Interactions:
+  """MovieLens 1M: `ml-1m/ratings.dat` (`::` separated) with titles from `movies.dat` (latin-1)."""
+  return _load_movielens(data_config, "ml1m")
 
 
 def load_amusic(data_config) -> Interactions:
@@ -282,9 +503,96 @@ def load_amusic(data_config) -> Interactions:
   return from_frame(frame, name="amusic", path=path, first_line=1)
 
 
+def _path(data_config) -> pathlib.Path:
+  if not data_config.path:
+    raise ConfigError(
+      f"data.name={data_config.name} reads the file data.path: set --config.data.path"
+    )
+  return pathlib.Path(data_config.path).expanduser()
+
+
+def load_amazon_csv(data_config) -> Interactions:
+  """McAuley's ratings-only Amazon files (`user,item,rating,timestamp`, no header) at `data.path`.
+
+  Filtered as the paper does (`filter_min_counts`), after repeated pairs are dropped.
+  """
+  path = _path(data_config)
+  frame = read_delimited(path, sep=",", header=False, columns=_POSITIONAL)
+  return filter_min_counts(
+    from_frame(frame, name="amazon_csv", path=path, first_line=1),
+    min_user=data_config.min_user_ratings,
+    min_item=data_config.min_item_ratings,
+  )
+
+
+# Words for separators that a shell or a flag parser would otherwise mangle.
+SEPARATOR_WORDS = {"tab": "\t", "space": " ", "semicolon": ";"}
+_CSV_COLUMNS = {
+  "user": "user_col",
+  "item": "item_col",
+  "rating": "rating_col",
+  "timestamp": "time_col",
+}
+
+
+def _csv_separator(sep: str) -> str:
+  if not sep or "\\" in sep:
+    raise ConfigError(
+      f"data.sep={sep!r}: give the separator itself, or one of the words "
+      f"{', '.join(SEPARATOR_WORDS)} (a backslash escape is not interpreted)"
+    )
+  sep = SEPARATOR_WORDS.get(sep, sep)
+  # read_delimited takes a longer separator as a regular expression; a user's is meant literally.
+  return sep if len(sep) == 1 else re.escape(sep)
+
+
+def _csv_columns(data_config) -> dict[str, str | int]:
+  columns = {}
+  for out, field in _CSV_COLUMNS.items():
+    source = data_config[field]
+    if not source:
+      if out in ("user", "item"):
+        raise ConfigError(f"data.{field} is empty: the {out} column is required")
+      continue
+    if data_config.header:
+      columns[out] = source
+    elif source.isdigit():
+      columns[out] = int(source)
+    else:
+      raise ConfigError(
+        f"data.{field}={source!r}: without a header (data.header=False) columns are 0-based "
+        "positions such as 0"
+      )
+  return columns
+
+
+def load_csv(data_config) -> Interactions:
+  """Any delimited file at `data.path`, read by `data.sep`, `data.header` and `data.*_col`.
+
+  Without a rating column every interaction counts as 1; without a time column the protocol draws
+  the held-out items at random.
+  """
+  path = _path(data_config)
+  columns = _csv_columns(data_config)
+  frame = read_delimited(
+    path, sep=_csv_separator(data_config.sep), header=data_config.header, columns=columns
+  )
+  if "rating" not in columns:
+    log.info("%s: no rating column, so every interaction counts as 1 (implicit)", path)
+  if "timestamp" not in columns:
+    log.info(
+      "%s: no time column, so test and validation items are drawn at random with data.split_seed",
+      path,
+    )
+  return from_frame(frame, name="csv", path=path, first_line=2 if data_config.header else 1)
+
+
 LOADERS = {
   "ml100k": load_ml100k,
+  "ml1m": load_ml1m,
   "amusic": load_amusic,
+  "amazon_csv": load_amazon_csv,
+  "csv": load_csv,
 }
 
 
@@ -292,17 +600,18 @@ def load(data_config) -> Interactions:
   """Loads the data set `data_config.name` (see `LOADERS`)."""
   loader = LOADERS.get(data_config.name)
   if loader is None:
-    raise DataError(
+    raise ConfigError(
       f"data.name={data_config.name!r} is not a known data set (choose from {', '.join(LOADERS)})"
     )
   data = loader(data_config)
   log.info(
-    "%s: %d users, %d items, %d ratings (density %.5f) from %s",
+    "%s: %d users, %d items, %d ratings (density %.5f, max rating %g) from %s",
     data.name,
     data.num_users,
     data.num_items,
     data.num_ratings,
     data.density,
+    data.max_rating,
     data.path,
   )
   return data

@@ -1,10 +1,21 @@
-"""Shared fixtures: small data files written by the tests, and the real data when available."""
+"""Shared fixtures and helpers: small data files written by the tests, a local HTTP server to
+download from, launch.py as a user runs it, and the real data when available."""
 
+import http.server
+import io
 import os
 import pathlib
+import subprocess
+import sys
+import threading
+import urllib.parse
+import urllib.request
+import zipfile
 
 import ml_collections
 import pytest
+
+from configs import default
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -13,8 +24,20 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
-  """Keeps the split cache out of the user's home."""
+  """Keeps the split cache and downloads out of the user's home."""
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(autouse=True)
+def _no_internet(monkeypatch):
+  """Fails a test that would download from anywhere but this machine."""
+  urlopen = urllib.request.urlopen
+
+  def local_only(url, *args, **kwargs):
+    assert urllib.parse.urlparse(url).hostname == "127.0.0.1", f"a test tried to fetch {url}"
+    return urlopen(url, *args, **kwargs)
+
+  monkeypatch.setattr(urllib.request, "urlopen", local_only)
 
 
 @pytest.fixture
@@ -36,8 +59,13 @@ def write_ml100k(root: pathlib.Path, rows, titles=None) -> pathlib.Path:
   return folder / "u.data"
 
 
-def data_config(name: str, root: pathlib.Path) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict({"name": name, "root": str(root)})
+def data_config(name: str, root: pathlib.Path | None = None, **fields) -> ml_collections.ConfigDict:
+  """The default `config.data` for data set `name` under `root`, with `fields` overridden."""
+  config = default.get_config().data
+  config.name = name
+  config.root = str(root) if root is not None else None
+  config.update(fields)
+  return config
 
 
 def synthetic_rows(num_users=30, num_items=40, per_user=12, seed=0):
@@ -53,3 +81,83 @@ def synthetic_rows(num_users=30, num_items=40, per_user=12, seed=0):
     for t, item in enumerate(items):
       rows.append((u, int(item), int(rng.integers(1, 6)), 1000 + 10 * t + int(rng.integers(0, 3))))
   return rows
+
+
+def zip_of(files: dict[str, bytes]) -> bytes:
+  """A zip archive holding `files` (archive path -> contents)."""
+  buffer = io.BytesIO()
+  with zipfile.ZipFile(buffer, "w") as z:
+    for name, contents in files.items():
+      z.writestr(name, contents)
+  return buffer.getvalue()
+
+
+class LocalServer:
+  """An HTTP server on 127.0.0.1 serving `files` (URL path -> bytes) and counting requests."""
+
+  def __init__(self):
+    self.files: dict[str, bytes] = {}
+    self.requests: list[str] = []
+    server = self
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+      def do_GET(self):
+        server.requests.append(self.path)
+        body = server.files.get(self.path)
+        if body is None:
+          self.send_error(404)
+          return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+      def log_message(self, *args):
+        pass
+
+    self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    # A short poll interval keeps shutdown, and so each test, quick.
+    self._thread = threading.Thread(
+      target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    self._thread.start()
+
+  def url(self, path: str) -> str:
+    return f"http://127.0.0.1:{self._httpd.server_address[1]}{path}"
+
+  def close(self):
+    self._httpd.shutdown()
+    self._httpd.server_close()
+
+
+@pytest.fixture
+def local_server():
+  """A `LocalServer`: tests download from it, never from the internet."""
+  server = LocalServer()
+  yield server
+  server.close()
+
+
+def launch(*args, data_root=None, timeout=300):
+  """Runs launch.py as a user would; returns the finished process."""
+  env = dict(os.environ)
+  if data_root is not None:
+    env["DMF_DATA_DIR"] = str(data_root)
+  return subprocess.run(
+    [sys.executable, str(REPO / "launch.py"), *map(str, args)],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    env=env,
+    timeout=timeout,
+  )
+
+
+def assert_one_line_error(proc, *fragments):
+  """The process failed with one `error:` line holding every fragment, and no traceback."""
+  assert proc.returncode != 0
+  assert "Traceback" not in proc.stderr
+  lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(lines) == 1, proc.stderr
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]

@@ -22,6 +22,29 @@ def test_ml100k_itempop_and_itemknn_in_published_ranges(tmp_path, real_data_root
   assert knn["full_hr@10"] > pop["full_hr@10"]
 
 
+def test_csv_loader_reads_u_data_like_ml100k(tmp_path, real_data_root):
+  """The issue's acceptance: `csv` on u.data gives ml100k's statistics and ItemPop numbers."""
+  pop = _run(tmp_path, real_data_root, name="itempop")
+  config = default.get_config()
+  config.data.update(
+    name="csv",
+    path=str(real_data_root / "ml-100k" / "u.data"),
+    sep="tab",
+    header=False,
+    user_col="0",
+    item_col="1",
+    rating_col="2",
+    time_col="3",
+  )
+  config.model.name = "itempop"
+  generic = experiment.train_and_evaluate(config, tmp_path / "csv")
+  assert generic["dataset"] == "csv" and pop["dataset"] == "ml100k"
+  assert generic["data"] == pop["data"]
+  assert generic["split"] == pop["split"]
+  assert generic["validation"] == pop["validation"]
+  assert generic["test"] == pop["test"]
+
+
 def test_config_defines_every_named_field():
   config = default.get_config()
   for field in (
@@ -30,6 +53,17 @@ def test_config_defines_every_named_field():
     "data.root",
     "data.implicit",
     "data.split_seed",
+    "data.path",
+    "data.sep",
+    "data.header",
+    "data.user_col",
+    "data.item_col",
+    "data.rating_col",
+    "data.time_col",
+    "data.min_user_ratings",
+    "data.min_item_ratings",
+    "data.download_url",
+    "data.download_sha256",
     "model.name",
     "eval.num_negatives",
     "eval.ks",

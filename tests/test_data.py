@@ -1,8 +1,10 @@
+import logging
+
 import numpy as np
 import pytest
 
-from dmf_jax import data
-from dmf_jax.errors import DataError
+from dmf_jax import data, protocol
+from dmf_jax.errors import ConfigError, DataError
 from tests.conftest import data_config, write_ml100k
 
 
@@ -57,12 +59,14 @@ def test_root_then_environment(tmp_path, monkeypatch):
 
 
 def test_missing_file_names_it(tmp_path):
-  with pytest.raises(DataError, match=r"ml-100k/u.data: file not found"):
-    data.load(data_config("ml100k", tmp_path))
+  with pytest.raises(DataError, match=r"r.csv: file not found"):
+    data.load(data_config("csv", path=str(tmp_path / "r.csv")))
+  with pytest.raises(DataError, match=r"is a folder, not a ratings file"):
+    data.load(data_config("csv", path=str(tmp_path)))
 
 
 def test_unknown_data_set():
-  with pytest.raises(DataError, match="not a known data set"):
+  with pytest.raises(ConfigError, match="not a known data set"):
     data.load(data_config("ml10m", "/nonexistent"))
 
 
@@ -73,6 +77,159 @@ def test_bad_rating_names_the_line(tmp_path):
   write_ml100k(tmp_path, [(1, 1, 5, 10), (1, 2, 0, 11)])
   with pytest.raises(DataError, match=r"line 2: rating '0' is not positive"):
     data.load(data_config("ml100k", tmp_path))
+
+
+def test_ml1m_format_with_latin1_titles(tmp_path):
+  folder = tmp_path / "ml-1m"
+  folder.mkdir()
+  (folder / "ratings.dat").write_text(
+    "1::1193::5::978300760\n1::661::3::978302109\n2::2000::4::978298413\n1::661::4::978302200\n"
+  )
+  (folder / "movies.dat").write_bytes(
+    "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
+    "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+    "2000::Léon: The Professional (1994)::Crime|Drama\n".encode("latin-1")
+  )
+  loaded = data.load(data_config("ml1m", tmp_path))
+  assert (loaded.num_users, loaded.num_items, loaded.num_ratings) == (2, 3, 3)
+  assert loaded.duplicates_dropped == 1
+  assert list(loaded.item_ids) == ["661", "1193", "2000"]
+  assert list(loaded.item_titles) == [
+    "James and the Giant Peach (1996)",
+    "One Flew Over the Cuckoo's Nest (1975)",
+    "Léon: The Professional (1994)",
+  ]
+  np.testing.assert_array_equal(loaded.ratings, [5, 4, 4])
+  np.testing.assert_array_equal(loaded.timestamps, [978300760, 978298413, 978302200])
+
+
+def _amazon(tmp_path, rows):
+  path = tmp_path / "ratings_Movies_and_TV.csv"
+  path.write_text("".join(f"{u},{i},{r},{t}\n" for u, i, r, t in rows))
+  return path
+
+
+def test_amazon_csv_filter_repeats_until_stable(tmp_path, caplog):
+  # With >= 3 per user and >= 2 per item, by hand:
+  #   pass 1 drops user U4 (2 ratings) and items Bd, Be, Bf, Bg (1 each): 5 ratings;
+  #   pass 2 drops U3 and U5, now at 2 ratings each: 4 ratings; pass 3 drops nothing.
+  # U3's repeated Be counts once: had it counted twice, Be and then U3 would survive.
+  rated = {
+    "U1": ["Ba", "Bb", "Bc", "Bd"],
+    "U2": ["Ba", "Bb", "Bc"],
+    "U3": ["Ba", "Bb", "Be", "Be"],
+    "U4": ["Ba", "Bf"],
+    "U5": ["Bb", "Bc", "Bg"],
+  }
+  rows = [(u, i, 4.0, 1000 + t) for u, items in rated.items() for t, i in enumerate(items)]
+  path = _amazon(tmp_path, rows)
+  config = data_config("amazon_csv", path=str(path), min_user_ratings=3, min_item_ratings=2)
+  with caplog.at_level(logging.INFO, logger="dmf_jax.data"):
+    loaded = data.load(config)
+  assert list(loaded.user_ids) == ["U1", "U2"]
+  assert list(loaded.item_ids) == ["Ba", "Bb", "Bc"]
+  pairs = {
+    (loaded.user_ids[u], loaded.item_ids[i])
+    for u, i in zip(loaded.users, loaded.items, strict=True)
+  }
+  assert pairs == {(u, i) for u in ("U1", "U2") for i in ("Ba", "Bb", "Bc")}
+  assert loaded.duplicates_dropped == 1 and loaded.num_ratings == 6
+  passes = [r.getMessage() for r in caplog.records if "filter pass" in r.getMessage()]
+  assert len(passes) == 3
+  assert passes[0].endswith(
+    "pass 1 (>= 3 ratings per user, >= 2 per item) removed 1 users, 4 items, 5 ratings"
+  )
+  assert passes[1].endswith(
+    "pass 2 (>= 3 ratings per user, >= 2 per item) removed 2 users, 0 items, 4 ratings"
+  )
+  assert passes[2].endswith(
+    "pass 3 (>= 3 ratings per user, >= 2 per item) removed 0 users, 0 items, 0 ratings"
+  )
+
+
+def test_amazon_csv_paper_defaults_keep_a_dense_core(tmp_path):
+  # 5 users rate the same 20 items: exactly the bounds, so all stay. User Z's 19 ratings, and the
+  # items only Z rated, go in one pass.
+  rows = [(f"A{u}", f"B{i}", 5, u * 100 + i) for u in range(5) for i in range(20)]
+  rows += [("Z", f"B{i}", 3, 9) for i in range(10)] + [("Z", f"C{i}", 3, 9) for i in range(9)]
+  loaded = data.load(data_config("amazon_csv", path=str(_amazon(tmp_path, rows))))
+  assert (loaded.num_users, loaded.num_items, loaded.num_ratings) == (5, 20, 100)
+  assert "Z" not in loaded.user_ids
+
+
+def _csv(tmp_path, text, **fields):
+  path = tmp_path / "ratings.txt"
+  path.write_text(text)
+  return data.load(data_config("csv", path=str(path), **fields))
+
+
+def test_csv_named_columns_in_any_order_and_half_stars(tmp_path):
+  loaded = _csv(
+    tmp_path,
+    "when;stars;who;what;note\n5;4.5;u1;i1;x\n6;0.5;u2;i1;y\n7;3;u1;i2;z\n",
+    sep="semicolon",
+    user_col="who",
+    item_col="what",
+    rating_col="stars",
+    time_col="when",
+  )
+  assert (loaded.num_users, loaded.num_items, loaded.num_ratings) == (2, 2, 3)
+  assert loaded.max_rating == 4.5
+  np.testing.assert_array_equal(loaded.ratings, [4.5, 0.5, 3])
+  np.testing.assert_array_equal(loaded.timestamps, [5, 6, 7])
+  assert loaded.name == "csv" and loaded.item_titles is None
+
+
+@pytest.mark.parametrize(
+  "sep, written", [("tab", "\t"), ("space", " "), ("::", "::"), ("||", "||"), ("|", "|")]
+)
+def test_csv_positions_without_header(tmp_path, sep, written):
+  lines = ["7", "a", "2", "100"], ["8", "b", "3", "200"]
+  loaded = _csv(
+    tmp_path,
+    "".join(written.join(line) + "\n" for line in lines),
+    sep=sep,
+    header=False,
+    user_col="2",
+    item_col="1",
+    rating_col="0",
+    time_col="3",
+  )
+  assert list(loaded.user_ids) == ["2", "3"] and list(loaded.item_ids) == ["a", "b"]
+  np.testing.assert_array_equal(loaded.ratings, [7, 8])
+
+
+def test_csv_without_rating_or_time_column(tmp_path, caplog):
+  rows = [(u, i) for u in range(1, 6) for i in range(1, 9) if (u + i) % 3]
+  text = "user,item\n" + "".join(f"{u},{i}\n" for u, i in rows)
+  with caplog.at_level(logging.INFO, logger="dmf_jax.data"):
+    loaded = _csv(tmp_path, text, rating_col="", time_col="")
+  assert "every interaction counts as 1" in caplog.text
+  assert "drawn at random with data.split_seed" in caplog.text
+  assert loaded.timestamps is None
+  np.testing.assert_array_equal(loaded.ratings, np.ones(len(rows)))
+
+  def held_out(seed):
+    split = protocol.make_split(loaded, split_seed=seed, validation="latest", num_negatives=1)
+    return split.test_items, split.valid_items
+
+  test, valid = held_out(0)
+  assert np.all(test != valid)
+  np.testing.assert_array_equal(held_out(0)[0], test)
+  assert any(not np.array_equal(held_out(seed)[0], test) for seed in (1, 2, 3))
+
+
+def test_csv_config_errors(tmp_path):
+  with pytest.raises(ConfigError, match="data.path"):
+    data.load(data_config("csv"))
+  for fields, message in [
+    ({"sep": "\\t"}, "a backslash escape is not interpreted"),
+    ({"sep": ""}, "data.sep=''"),
+    ({"user_col": ""}, "the user column is required"),
+    ({"header": False, "item_col": "item"}, "data.user_col='user': without a header"),
+  ]:
+    with pytest.raises(ConfigError, match=message):
+      _csv(tmp_path, "user,item\n1,2\n", **fields)
 
 
 def test_real_ml100k_statistics(real_data_root):

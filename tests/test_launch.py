@@ -1,36 +1,10 @@
 """launch.py end to end, as a user runs it."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, synthetic_rows, write_ml100k
-
-
-def launch(*args, data_root=None, timeout=300):
-  env = dict(os.environ)
-  if data_root is not None:
-    env["DMF_DATA_DIR"] = str(data_root)
-  return subprocess.run(
-    [sys.executable, str(REPO / "launch.py"), *map(str, args)],
-    capture_output=True,
-    text=True,
-    cwd=REPO,
-    env=env,
-    timeout=timeout,
-  )
-
-
-def _assert_one_line_error(proc, *fragments):
-  assert proc.returncode != 0
-  assert "Traceback" not in proc.stderr
-  lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-  assert len(lines) == 1, proc.stderr
-  for fragment in fragments:
-    assert fragment in lines[0]
+from tests.conftest import assert_one_line_error, launch, synthetic_rows, write_ml100k
 
 
 @pytest.mark.parametrize(
@@ -43,12 +17,12 @@ def _assert_one_line_error(proc, *fragments):
 )
 def test_bad_override_is_one_clear_line(tmp_path, override, fragments):
   proc = launch("--config=configs/default.py", override, f"--workdir={tmp_path}")
-  _assert_one_line_error(proc, *fragments)
+  assert_one_line_error(proc, *fragments)
 
 
 def test_missing_config_file(tmp_path):
   proc = launch("--config=configs/no_such.py", f"--workdir={tmp_path}")
-  _assert_one_line_error(proc, "no_such.py")
+  assert_one_line_error(proc, "no_such.py")
 
 
 def test_run_then_rerun_then_refuse_other_config(tmp_path):
@@ -77,7 +51,7 @@ def test_run_then_rerun_then_refuse_other_config(tmp_path):
   assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 1
 
   other = launch(*args, "--config.eval.num_negatives=5", data_root=tmp_path / "data")
-  _assert_one_line_error(other, "another config", "eval.num_negatives: 10 -> 5", "--overwrite")
+  assert_one_line_error(other, "another config", "eval.num_negatives: 10 -> 5", "--overwrite")
   assert json.loads((workdir / "results.json").read_text()) == results
 
   replaced = launch(
@@ -85,9 +59,3 @@ def test_run_then_rerun_then_refuse_other_config(tmp_path):
   )
   assert replaced.returncode == 0, replaced.stderr
   assert json.loads((workdir / "config.json").read_text())["eval"]["num_negatives"] == 5
-
-
-def test_missing_data_leaves_no_results(tmp_path):
-  proc = launch("--config=configs/default.py", f"--workdir={tmp_path / 'run'}", data_root=tmp_path)
-  _assert_one_line_error(proc, "ml-100k/u.data", "file not found")
-  assert not (tmp_path / "run" / "results.json").exists()
