@@ -6,7 +6,7 @@ import pytest
 
 from dmf_jax import experiment, sweep
 from dmf_jax.errors import ConfigError
-from tests.test_launch import _assert_one_line_error, launch
+from tests.conftest import assert_one_line_error, launch
 from tests.test_training import data_root, tiny_config  # noqa: F401 (fixture)
 
 
@@ -111,4 +111,4 @@ def test_sweep_from_the_command_line(tmp_path, data_root):  # noqa: F811
     f"--workdir={tmp_path / 'x'}",
     data_root=data_root,
   )
-  _assert_one_line_error(bad, "sweep.num_seeds=0")
+  assert_one_line_error(bad, "sweep.num_seeds=0")

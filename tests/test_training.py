@@ -10,8 +10,7 @@ import dmf_jax
 from configs import default
 from dmf_jax import experiment, training
 from dmf_jax.errors import ConfigError
-from tests.conftest import synthetic_rows, write_ml100k
-from tests.test_launch import _assert_one_line_error, launch
+from tests.conftest import assert_one_line_error, launch, synthetic_rows, write_ml100k
 
 
 @pytest.fixture(scope="module")
@@ -203,4 +202,4 @@ def test_recommend_cli(tmp_path, data_root):
   )
   assert new.returncode == 0 and len(new.stdout.splitlines()) == 3
   unknown = launch(f"--workdir={workdir}", "--mode=recommend", "--user=nobody", data_root=data_root)
-  _assert_one_line_error(unknown, "unknown user 'nobody'")
+  assert_one_line_error(unknown, "unknown user 'nobody'")
