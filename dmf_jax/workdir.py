@@ -43,9 +43,11 @@ def config_to_json(config: config_dict.ConfigDict) -> dict:
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+  """Fields whose values differ. A field only one side has is not a difference: it was added to
+  (or removed from) the project after the stored run, which stays valid."""
   out = []
-  for key in sorted(set(old) | set(new)):
-    a, b = old.get(key), new.get(key)
+  for key in sorted(set(old) & set(new)):
+    a, b = old[key], new[key]
     if isinstance(a, dict) and isinstance(b, dict):
       out += _differences(a, b, f"{prefix}{key}.")
     elif a != b:

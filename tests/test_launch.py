@@ -59,3 +59,19 @@ def test_run_then_rerun_then_refuse_other_config(tmp_path):
   )
   assert replaced.returncode == 0, replaced.stderr
   assert json.loads((workdir / "config.json").read_text())["eval"]["num_negatives"] == 5
+
+
+def test_fields_added_after_a_run_do_not_invalidate_it(tmp_path):
+  from configs import default
+  from dmf_jax.workdir import Workdir
+
+  config = default.get_config()
+  run = Workdir(tmp_path)
+  run.start(config)
+  stored = run.stored_config()
+  del stored["model"]["knn_neighbours"]  # as if the field did not exist when the run was made
+  (tmp_path / "config.json").write_text(__import__("json").dumps(stored))
+  assert run.claim(config, overwrite=False) == "resume"
+  config.model.loss = "ce"
+  with pytest.raises(Exception, match="model.loss: 'nce' -> 'ce'"):
+    run.claim(config, overwrite=False)
