@@ -27,6 +27,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.data.min_item_ratings = 5  # amazon_csv: items keep at least this many ratings (paper).
   config.data.download_url = config_dict.placeholder(str)  # ml100k, ml1m: else GroupLens's zip.
   config.data.download_sha256 = config_dict.placeholder(str)  # Of the ratings file; else recorded.
+  config.data.filter = ""  # "" | tois2021: items >= 5 then users >= 20, one pass each (TOIS 2021).
   config.data.implicit = False  # Y from Eq. 1 (ones) instead of Eq. 2 (ratings).
   config.data.split_seed = 0  # Drives held-out items and evaluation candidates.
 

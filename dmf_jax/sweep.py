@@ -21,8 +21,13 @@ import io
 import json
 import logging
 import math
+import os
 import pathlib
+import platform
 import re
+import shlex
+import sys
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -143,12 +148,36 @@ def run(
   states = [Workdir(r.workdir).claim(r.config, overwrite=overwrite) for r in runs]
   todo = sum(state != "finished" for state in states)
   log.info("sweep: %d runs (%d to train) into %s", len(runs), todo, directory)
+  started = time.perf_counter()
   for index, (member, state) in enumerate(zip(runs, states, strict=True), 1):
     log.info("sweep run %d/%d: %s seed %d (%s)", index, len(runs), member.name, member.seed, state)
     experiment.train_and_evaluate(member.config, member.workdir, overwrite=overwrite)
   rows = summarize(runs)
   write_summary(directory, rows, runs)
+  record = {
+    "command": shlex.join(["python", *sys.argv]),
+    "machine": machine(),
+    "config": json.loads(base.to_json()),
+  }
+  previous = directory / "sweep.json"
+  if todo or not previous.is_file():  # a re-run that trains nothing keeps the original record
+    write_json(previous, {**record, "wall_seconds": round(time.perf_counter() - started, 1)})
   return rows
+
+
+def machine() -> dict:
+  """Where the numbers were measured."""
+  import jax
+
+  return {
+    "platform": platform.platform(),
+    "processor": platform.processor() or platform.machine(),
+    "cpus": os.cpu_count(),
+    "devices": [str(d) for d in jax.devices()],
+    "python": platform.python_version(),
+    "jax": jax.__version__,
+    "numpy": np.__version__,
+  }
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

@@ -247,3 +247,16 @@ def test_real_ml100k_statistics(real_data_root):
 def test_real_amusic_statistics_match_table_1(real_data_root):
   loaded = data.load(data_config("amusic", real_data_root))
   assert (loaded.num_users, loaded.num_items, loaded.num_ratings) == (844, 18_813, 46_468)
+
+
+def test_tois2021_filter_is_items_then_users_one_pass_each(tmp_path):
+  # Item 9 has 1 rating and goes first; user 3 then has 2 ratings left, below 3, and goes too.
+  rows = [(1, i, 4, i) for i in (1, 2, 3)] + [(2, i, 4, i) for i in (1, 2, 3)]
+  rows += [(3, 1, 4, 1), (3, 2, 4, 2), (3, 9, 4, 3)]
+  write_ml100k(tmp_path, rows)
+  loaded = data.load(data_config("ml100k", tmp_path))
+  kept = data.filter_items_then_users(loaded, min_item=2, min_user=3)
+  assert list(kept.user_ids) == ["1", "2"] and list(kept.item_ids) == ["1", "2", "3"]
+  assert kept.num_ratings == 6
+  with pytest.raises(DataError, match="no ratings left after the TOIS 2021 filter"):
+    data.load(data_config("ml100k", tmp_path, filter="tois2021"))  # every item has < 5 ratings
