@@ -192,12 +192,12 @@ def get_split(
   key = split_key(data, split_seed, validation, num_negatives)
   cached = split_cache_dir() / f"{data.name}-{key}.npz"
   local = workdir / SPLIT_FILE if workdir is not None else None
-  for path in (local, cached):
-    if path is not None and path.is_file():
-      split = Split.load(path)
-      if split.key == key:
-        log.info("split %s reused from %s", key, path)
-        break
+  stored = [
+    p for p in (local, cached) if p is not None and p.is_file() and Split.load(p).key == key
+  ]
+  if stored:
+    split = Split.load(stored[0])
+    log.info("split %s reused from %s", key, stored[0])
   else:
     split = make_split(
       data, split_seed=split_seed, validation=validation, num_negatives=num_negatives
@@ -210,6 +210,6 @@ def get_split(
       num_negatives,
     )
   for path in (local, cached):
-    if path is not None and not (path.is_file() and Split.load(path).key == key):
+    if path is not None and path not in stored:
       split.save(path)
   return split
