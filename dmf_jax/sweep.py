@@ -258,6 +258,7 @@ def _plot(directory: pathlib.Path, rows: list[dict], runs: list[Member]) -> None
   HR@10 and NDCG@10 per epoch, one line per member (mean over seeds), for trained models."""
   try:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -294,6 +295,7 @@ def _plot(directory: pathlib.Path, rows: list[dict], runs: list[Member]) -> None
         axis.plot(np.arange(1, length + 1), values, marker=".", label=name)
       axis.set_title(f"{split} {metric.upper()}")
       axis.set_xlabel("epoch")
+      axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   axes[0][0].legend(fontsize=8)
   figure.savefig(directory / "curves.png", dpi=120)
   plt.close(figure)
