@@ -20,8 +20,17 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.data.split_seed = 0  # Drives held-out items and evaluation candidates.
 
   config.model = config_dict.ConfigDict()
-  config.model.name = "itemknn"  # itempop | itemknn
+  config.model.name = "itemknn"  # itempop | itemknn | ease | ials | eals
   config.model.knn_neighbours = 100  # ItemKNN: neighbours kept per item.
+  config.model.ease_reg = 500.0  # EASE^R: lambda, L2 penalty on the item-item weights.
+  config.model.als_factors = 64  # iALS, eALS: latent dimension d.
+  config.model.als_epochs = 30  # iALS, eALS: sweeps (users, then items); validation picks one.
+  config.model.ials_reg = 0.01  # iALS: lambda, scaled by (count + weight * other side)^exponent.
+  config.model.ials_reg_exponent = 1.0  # iALS: nu of that frequency scaling (0: plain L2).
+  config.model.ials_unobserved_weight = 0.1  # iALS: alpha_0, weight of every pair's squared score.
+  config.model.eals_reg = 0.01  # eALS: lambda, L2 penalty on both factor matrices.
+  config.model.eals_w0 = 64.0  # eALS: c_0, missing-data weight per user, split by popularity.
+  config.model.eals_alpha = 0.5  # eALS: popularity exponent of that split (0: uniform).
 
   config.eval = config_dict.ConfigDict()
   config.eval.num_negatives = 100  # Sampled negatives per held-out item (paper: 100; NCF: 99).
