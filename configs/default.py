@@ -31,14 +31,24 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.data.implicit = False  # Y from Eq. 1 (ones) instead of Eq. 2 (ratings).
   config.data.split_seed = 0  # Drives held-out items and evaluation candidates.
 
+  # ease_*, ials_* and eals_* were chosen on ML-100k validation NDCG@10; grids in configs/README.md.
   config.model = config_dict.ConfigDict()
-  config.model.name = "dmf"  # dmf | lfm | itempop | itemknn
+  config.model.name = "dmf"  # dmf | lfm | itempop | itemknn | ease | ials | eals
   config.model.user_layers = (256, 64)  # DMF user tower widths; the last is the latent size.
   config.model.item_layers = (256, 64)  # DMF item tower widths; the last is the latent size.
   config.model.loss = "nce"  # nce (Eq. 12, target Y_ij / max R) | ce (Eq. 11, target 1).
   config.model.first_layer = "auto"  # auto | dense | padded | segment: how rows of Y are read.
   config.model.l2 = 0.0  # L2 penalty on weights (biases excluded), added to the mean loss.
   config.model.knn_neighbours = 100  # ItemKNN: neighbours kept per item.
+  config.model.ease_reg = 300.0  # EASE^R: lambda, L2 penalty on the item-item weights.
+  config.model.als_factors = 64  # iALS, eALS: latent dimension d.
+  config.model.als_epochs = 30  # iALS, eALS: sweeps (users, then items); validation picks one.
+  config.model.ials_reg = 0.01  # iALS: lambda, scaled by (count + weight * other side)^exponent.
+  config.model.ials_reg_exponent = 1.0  # iALS: nu of that frequency scaling (0: plain L2).
+  config.model.ials_unobserved_weight = 0.3  # iALS: alpha_0, weight of every pair's squared score.
+  config.model.eals_reg = 10.0  # eALS: lambda, L2 penalty on both factor matrices.
+  config.model.eals_w0 = 256.0  # eALS: c_0, missing-data weight per user, split by popularity.
+  config.model.eals_alpha = 0.5  # eALS: popularity exponent of that split (0: uniform).
 
   config.train = config_dict.ConfigDict()
   config.train.epochs = 20  # Passes over the training positives (ML-100k has converged by then).

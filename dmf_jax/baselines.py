@@ -39,8 +39,7 @@ def item_neighbours(train: sparse.CSR, k: int, block: int = 512) -> tuple[np.nda
   """
   num_items = train.shape[1]
   k = min(k, num_items - 1)
-  binary = sparse.CSR(train.indptr, train.indices, np.ones_like(train.values), train.shape)
-  dense = jnp.asarray(binary.to_dense())
+  dense = jnp.asarray(train.binary().to_dense())
   norms = jnp.sqrt(jnp.sum(dense, axis=0))
   padded = -(-num_items // block) * block
   items = np.arange(padded) % num_items

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import pathlib
 import time
@@ -16,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_dict
 
-from dmf_jax import baselines, evaluation, protocol, training
+from dmf_jax import baselines, evaluation, factorization, protocol, training
 from dmf_jax import data as data_lib
 from dmf_jax.context import Context, Outcome
 from dmf_jax.errors import ConfigError
@@ -41,25 +43,118 @@ def _fit_closed_form(context: Context, fit: Callable[[], np.ndarray]) -> Outcome
   return Outcome(best_epoch=0, metrics=metrics, ranks=ranks, train_seconds=train_seconds)
 
 
+def _fit_by_epochs(
+  context: Context, factors: tuple[jax.Array, jax.Array], epoch: Callable
+) -> Outcome:
+  """Runs `model.als_epochs` epochs of `epoch(users, items) -> (users, items)`, evaluating each.
+
+  Each evaluation appends a metrics record whose "seconds" is the training time so far. Reports
+  the epoch with the best validation `eval.select` (sampled candidates); test metrics are recorded
+  but never read for the choice.
+  """
+  config = context.config
+  target = config.eval.select
+  best = None
+  train_seconds = 0.0
+  for e in range(1, config.model.als_epochs + 1):
+    start = time.perf_counter()
+    factors = jax.block_until_ready(epoch(*factors))
+    train_seconds += time.perf_counter() - start
+    metrics, ranks = context.evaluate(functools.partial(factorization.dot_scores, *factors))
+    context.workdir.append_metrics(
+      {
+        "epoch": e,
+        "validation": metrics["valid"],
+        "test": metrics["test"],
+        "seconds": round(train_seconds, 3),
+      }
+    )
+    log.info("epoch %d (%.1fs): validation %s", e, train_seconds, _brief(metrics["valid"]))
+    if best is None or metrics["valid"][target] > best.metrics["valid"][target]:
+      best = Outcome(best_epoch=e, metrics=metrics, ranks=ranks, train_seconds=0.0)
+  return dataclasses.replace(best, train_seconds=train_seconds)
+
+
+def _init_factors(context: Context) -> tuple[jax.Array, jax.Array]:
+  key = jax.random.key(context.config.seed)
+  return factorization.init_factors(key, context.train.shape, context.config.model.als_factors)
+
+
 def _itempop(context: Context) -> Outcome:
   return _fit_closed_form(context, lambda: baselines.itempop_scores(context.train))
 
 
 def _itemknn(context: Context) -> Outcome:
   k = context.config.model.knn_neighbours
-  if k < 1:
-    raise ConfigError(f"model.knn_neighbours={k}: must be at least 1")
   return _fit_closed_form(
     context,
     lambda: baselines.itemknn_scores(context.train, baselines.itemknn_weights(context.train, k)),
   )
 
 
+def _ease(context: Context) -> Outcome:
+  reg = context.config.model.ease_reg
+  return _fit_closed_form(context, lambda: factorization.ease_scores(context.train, reg))
+
+
+def _ials(context: Context) -> Outcome:
+  model = context.config.model
+  buckets = (
+    factorization.row_buckets(context.train),
+    factorization.row_buckets(context.train.transpose()),
+  )
+  hyper = (model.ials_unobserved_weight, model.ials_reg, model.ials_reg_exponent)
+  return _fit_by_epochs(
+    context,
+    _init_factors(context),
+    lambda users, items: factorization.ials_epoch(users, items, *buckets, *hyper),
+  )
+
+
+def _eals(context: Context) -> Outcome:
+  model = context.config.model
+  # The (user, item) pairs of the training interactions: the ones of Eq. 1.
+  users_E, items_E = jnp.asarray(context.train.row_ids()), jnp.asarray(context.train.indices)
+  weights_N = jnp.asarray(
+    factorization.eals_item_weights(context.train, model.eals_w0, model.eals_alpha)
+  )
+  return _fit_by_epochs(
+    context,
+    _init_factors(context),
+    lambda users, items: factorization.eals_epoch(
+      users, items, users_E, items_E, weights_N, model.eals_reg
+    ),
+  )
+
+
 MODELS: dict[str, Callable[[Context], Outcome]] = {
   "itempop": _itempop,
   "itemknn": _itemknn,
+  "ease": _ease,
+  "ials": _ials,
+  "eals": _eals,
   "dmf": training.train,
   "lfm": training.train,
+}
+
+
+_COUNT = (lambda v: v >= 1, "at least 1")
+_POSITIVE = (lambda v: v > 0, "positive")
+_NON_NEGATIVE = (lambda v: v >= 0, "non-negative")
+_ALS_FIELDS = {"als_factors": _COUNT, "als_epochs": _COUNT}
+# The `model` fields each model reads, with the range it needs. Regularisers and missing-data
+# weights are positive so that every least-squares system stays positive definite, also for items
+# that no training user rated.
+_MODEL_FIELDS = {
+  "itemknn": {"knn_neighbours": _COUNT},
+  "ease": {"ease_reg": _POSITIVE},
+  "ials": {
+    **_ALS_FIELDS,
+    "ials_reg": _POSITIVE,
+    "ials_reg_exponent": _NON_NEGATIVE,
+    "ials_unobserved_weight": _POSITIVE,
+  },
+  "eals": {**_ALS_FIELDS, "eals_reg": _POSITIVE, "eals_w0": _POSITIVE, "eals_alpha": _NON_NEGATIVE},
 }
 
 
@@ -69,6 +164,9 @@ def check_config(config: config_dict.ConfigDict) -> None:
     raise ConfigError(
       f"model.name={config.model.name!r} is not a known model (choose from {', '.join(MODELS)})"
     )
+  for field, (ok, expected) in _MODEL_FIELDS.get(config.model.name, {}).items():
+    if not ok(config.model[field]):
+      raise ConfigError(f"model.{field}={config.model[field]}: must be {expected}")
   if not config.eval.ks or any(int(k) < 1 for k in config.eval.ks):
     raise ConfigError(f"eval.ks={tuple(config.eval.ks)}: give one or more positive cut-offs")
   if config.eval.select not in {f"{m}@{k}" for m in ("hr", "ndcg") for k in config.eval.ks}:

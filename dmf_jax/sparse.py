@@ -44,6 +44,10 @@ class CSR:
     """The row index of every stored entry, int32[nnz]."""
     return np.repeat(np.arange(self.shape[0], dtype=np.int32), self.row_lengths())
 
+  def binary(self) -> CSR:
+    """The same entries with every value 1: Y of Eq. 1."""
+    return dataclasses.replace(self, values=np.ones_like(self.values))
+
   def transpose(self) -> CSR:
     return CSR.from_coo(self.indices, self.row_ids(), self.values, self.shape[::-1])
 
