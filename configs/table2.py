@@ -1,7 +1,7 @@
-"""Table 2: every model on one data set, and the baselines later studies found stronger (EASE^R,
-iALS) (ML-100k by default; `--config.data.name=amusic`).
+"""Table 2: every model on one data set (ML-100k by default; `--config.data.name=amusic`), with
+the baselines later studies found stronger (EASE^R, iALS).
 
-python launch.py --config=configs/table2.py --workdir=runs/table2_ml100k
+  python launch.py --config=configs/table2.py --workdir=runs/table2_ml100k
 """
 
 from configs import default
