@@ -94,6 +94,20 @@ ROWS = {
   "name=lfm,user_layers=64,item_layers=64": "LFM-nce",
   "name=dmf,user_layers=64,item_layers=64": "DMF-1-nce",
 }
+# The sweeps behind the paper's tables and figures: (folder prefix, title, the paper's numbers by
+# data set, config). Each is read from `runs/<prefix>_<dataset>/`.
+EXPERIMENTS = (
+  ("table2", "Table 2: all models", PAPER_TABLE2, "configs/table2.py"),
+  ("table3", "Table 3: the input matrix (LFM-nce vs DMF-1-nce)", PAPER_TABLE3, "configs/table3.py"),
+  ("sweep_neg", "Table 4: negative sampling ratio", PAPER_TABLE4, "configs/sweep_neg.py"),
+  (
+    "sweep_factors",
+    "Table 5: factors of the final layer",
+    PAPER_TABLE5,
+    "configs/sweep_factors.py",
+  ),
+  ("sweep_depth", "Figure 2: depth", {}, "configs/sweep_depth.py"),
+)
 COMPARISONS = {  # (experiment, better?, baseline): paired bootstrap over users
   "table2": [("DMF-2-nce", "ItemKNN"), ("DMF-2-nce", "DMF-2-ce"), ("DMF-2-nce", "ItemPop")],
   "table3": [("DMF-1-nce", "LFM-nce")],
@@ -101,7 +115,21 @@ COMPARISONS = {  # (experiment, better?, baseline): paired bootstrap over users
 }
 
 
-def _load(folder: pathlib.Path):
+def sweep_command(config: str, folder: pathlib.Path, dataset: str) -> str:
+  """The command that writes the sweep folder `folder`."""
+  return f"python launch.py --config={config} --workdir={folder} --config.data.name={dataset}"
+
+
+def row_labeller(name: str, paper: dict):
+  """Maps a sweep member's folder name to its row in the paper's table `name` (`paper`: one data
+  set's numbers): the swept number in Tables 4 and 5, the model's name elsewhere."""
+  if name in ("sweep_neg", "sweep_factors"):
+    return lambda m: _swept_value(m) if _swept_value(m) in paper else m
+  return lambda m: ROWS.get(m, m)
+
+
+def load_sweep(folder: pathlib.Path):
+  """A sweep folder's (summary rows, sweep.json record), or (None, None) when it has no summary."""
   summary = folder / "summary.json"
   if not summary.is_file():
     return None, None
@@ -173,52 +201,22 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
     "columns rank it among the whole catalogue.",
     "",
   ]
-  experiments = [
-    ("table2", "Table 2: all models", lambda ds: PAPER_TABLE2[ds], "configs/table2.py"),
-    (
-      "table3",
-      "Table 3: the input matrix (LFM-nce vs DMF-1-nce)",
-      lambda ds: PAPER_TABLE3[ds],
-      "configs/table3.py",
-    ),
-    (
-      "sweep_neg",
-      "Table 4: negative sampling ratio",
-      lambda ds: PAPER_TABLE4[ds],
-      "configs/sweep_neg.py",
-    ),
-    (
-      "sweep_factors",
-      "Table 5: factors of the final layer",
-      lambda ds: PAPER_TABLE5[ds],
-      "configs/sweep_factors.py",
-    ),
-    ("sweep_depth", "Figure 2: depth", lambda ds: {}, "configs/sweep_depth.py"),
-  ]
   missing = []
-  for name, title, paper_of, config in experiments:
+  for name, title, papers, config in EXPERIMENTS:
     for dataset, dataset_title in DATASETS.items():
       folder = runs / f"{name}_{dataset}"
-      command = (
-        f"python launch.py --config={config} --workdir={folder} --config.data.name={dataset}"
-      )
-      rows, meta = _load(folder)
+      rows, meta = load_sweep(folder)
       if rows is None:
-        missing.append((f"{title}, {dataset_title}", command))
+        missing.append((f"{title}, {dataset_title}", sweep_command(config, folder, dataset)))
         continue
-      paper = paper_of(dataset)
-      if name in ("sweep_neg", "sweep_factors"):
-        label_of = lambda m, p=paper: (  # noqa: E731
-          _swept_value(m) if _swept_value(m) in p else m
-        )
-      else:
-        label_of = lambda m: ROWS.get(m, m)  # noqa: E731
+      paper = papers.get(dataset, {})
+      label_of = row_labeller(name, paper)
       lines += [f"## {title} — {dataset_title}", ""]
       lines += _table(rows, paper, label_of)
       lines += _provenance(meta, folder)
       lines += _comparisons(folder, rows, COMPARISONS.get(name, []), label_of)
       lines += _figures(folder, figures, f"{name}_{dataset}", out)
-  rows, meta = _load(runs / "tois2021_ml100k")
+  rows, meta = load_sweep(runs / "tois2021_ml100k")
   if rows is None:
     missing.append(
       (

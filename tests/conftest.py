@@ -22,6 +22,19 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
+def pytest_terminal_summary(terminalreporter):
+  """Lists the notebooks' run times (`tests/test_notebooks.py` records them)."""
+  times = [
+    (report.nodeid, dict(report.user_properties)["notebook_seconds"])
+    for report in terminalreporter.stats.get("passed", [])
+    if "notebook_seconds" in dict(report.user_properties)
+  ]
+  if times:
+    terminalreporter.write_sep("-", "notebook run times (small mode)")
+    for nodeid, seconds in times:
+      terminalreporter.write_line(f"{seconds:7.1f} s  {nodeid}")
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
   """Keeps the split cache and downloads out of the user's home."""
