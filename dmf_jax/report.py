@@ -175,7 +175,7 @@ def _table(rows: list[dict], paper: dict, label_of) -> list[str]:
     hr, ndcg = paper.get(label, (None, None))
     lines.append(
       f"| {label} | {row['seeds']} | {_cell(row, 'test_hr@10')} | {_cell(row, 'test_ndcg@10')} | "
-      f"{hr if hr is not None else '–'} | {ndcg if ndcg is not None else '–'} | "
+      f"{'–' if hr is None else f'{hr:.3f}'} | {'–' if ndcg is None else f'{ndcg:.3f}'} | "
       f"{_cell(row, 'test_full_hr@10')} | {_cell(row, 'test_full_ndcg@10')} | "
       f"{_cell(row, 'valid_ndcg@10')} | {row['best_epoch']:.1f} | {row['train_seconds']:.0f} |"
     )
@@ -213,7 +213,7 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
       label_of = row_labeller(name, paper)
       lines += [f"## {title} — {dataset_title}", ""]
       lines += _table(rows, paper, label_of)
-      lines += _provenance(meta, folder)
+      lines += _provenance(meta, folder, rows)
       lines += _comparisons(folder, rows, COMPARISONS.get(name, []), label_of)
       lines += _figures(folder, figures, f"{name}_{dataset}", out)
   rows, meta = load_sweep(runs / "tois2021_ml100k")
@@ -233,7 +233,7 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
       "",
     ]
     lines += _table(rows, TOIS2021_ML100K, lambda m: ROWS.get(m, m))
-    lines += _provenance(meta, runs / "tois2021_ml100k")
+    lines += _provenance(meta, runs / "tois2021_ml100k", rows)
     lines += _comparisons(
       runs / "tois2021_ml100k", rows, COMPARISONS["tois2021"], lambda m: ROWS.get(m, m)
     )
@@ -253,13 +253,15 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
   return "\n".join(lines)
 
 
-def _provenance(meta: dict, folder: pathlib.Path) -> list[str]:
+def _provenance(meta: dict, folder: pathlib.Path, rows: list[dict]) -> list[str]:
+  # Wall time of every run in the folder, summed: a sweep may have been run in several sittings.
+  wall = sum(row.get("wall_seconds", 0.0) for row in rows)
   if not meta:
-    return ["", f"Source: `{folder}`.", ""]
+    return ["", f"Source: `{folder}`; {wall:.0f} s of wall time over its runs.", ""]
   machine = meta.get("machine", {})
   return [
     "",
-    f"Command: `{meta.get('command', '?')}` — wall {meta.get('wall_seconds', 0):.0f} s on "
+    f"Command: `{meta.get('command', '?')}` — {wall:.0f} s of wall time over its runs, on "
     f"{machine.get('cpus', '?')} CPUs ({machine.get('processor', '?')}, "
     f"{', '.join(machine.get('devices', []))}; jax {machine.get('jax', '?')}). "
     f"Seeds: {meta.get('config', {}).get('sweep', {}).get('num_seeds', '?')} per row.",
