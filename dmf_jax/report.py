@@ -213,7 +213,7 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
       label_of = row_labeller(name, paper)
       lines += [f"## {title} — {dataset_title}", ""]
       lines += _table(rows, paper, label_of)
-      lines += _provenance(meta, folder, rows)
+      lines += _provenance(meta, folder)
       lines += _comparisons(folder, rows, COMPARISONS.get(name, []), label_of)
       lines += _figures(folder, figures, f"{name}_{dataset}", out)
   rows, meta = load_sweep(runs / "tois2021_ml100k")
@@ -233,7 +233,7 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
       "",
     ]
     lines += _table(rows, TOIS2021_ML100K, lambda m: ROWS.get(m, m))
-    lines += _provenance(meta, runs / "tois2021_ml100k", rows)
+    lines += _provenance(meta, runs / "tois2021_ml100k")
     lines += _comparisons(
       runs / "tois2021_ml100k", rows, COMPARISONS["tois2021"], lambda m: ROWS.get(m, m)
     )
@@ -253,9 +253,11 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
   return "\n".join(lines)
 
 
-def _provenance(meta: dict, folder: pathlib.Path, rows: list[dict]) -> list[str]:
+def _provenance(meta: dict, folder: pathlib.Path) -> list[str]:
   # Wall time of every run in the folder, summed: a sweep may have been run in several sittings.
-  wall = sum(row.get("wall_seconds", 0.0) for row in rows)
+  wall = sum(
+    json.loads(path.read_text())["wall_seconds"] for path in folder.glob("*/seed*/results.json")
+  )
   if not meta:
     return ["", f"Source: `{folder}`; {wall:.0f} s of wall time over its runs.", ""]
   machine = meta.get("machine", {})

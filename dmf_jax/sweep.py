@@ -202,7 +202,6 @@ def summarize(runs: list[Member]) -> list[dict]:
           row[f"{key}_{metric}"], row[f"{key}_{metric}_std"] = _mean_std(values)
     row["best_epoch"] = _mean_std([r["best_epoch"] for r in results])[0]
     row["train_seconds"] = _mean_std([r["train_seconds"] for r in results])[0]
-    row["wall_seconds"] = float(sum(r["wall_seconds"] for r in results))
     rows.append(row)
   return rows
 
