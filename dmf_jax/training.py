@@ -204,6 +204,9 @@ class Trainer:
     p_PCxD = jnp.repeat(p_PxD, items_PxC.shape[1], axis=0)
     scores = models.batched_cosine(p_PCxD, q_PCxD)
     per_instance = losses.batched_binary_cross_entropy(scores, targets_PxC.reshape(-1))
+    if not self.config.model.l2:
+      # A zero penalty still costs a pass over every weight and its gradient per step: skip it.
+      return jnp.mean(per_instance)
     return jnp.mean(per_instance) + self.config.model.l2 * l2_penalty(params)
 
   def _train_epoch(self, state, data: TrainData, shuffle_key, negatives_key):
