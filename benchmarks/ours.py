@@ -97,7 +97,7 @@ def measure(
   instances = full_steps * per_batch * (1 + config.train.neg_ratio)
   return {
     "system": "dmf_jax",
-    "first_layer": models.resolve_first_layer(first_layer, train.shape),
+    "first_layer": models.resolve_first_layer(first_layer, train.shape, train.nnz),
     "layers": list(layers),
     "instances_per_epoch": instances,
     "steps_timed": steps,

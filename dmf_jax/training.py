@@ -124,7 +124,7 @@ def positives_per_batch(config) -> int:
 
 def build_data(config, train: sparse.CSR, max_target: float) -> TrainData:
   """Moves the training Y to the device in the first layer's form (`model.first_layer`)."""
-  form = models.resolve_first_layer(config.model.first_layer, train.shape)
+  form = models.resolve_first_layer(config.model.first_layer, train.shape, train.nnz)
   per_batch = positives_per_batch(config)
   log.info("first layer: %s rows of Y (model.first_layer=%s)", form, config.model.first_layer)
   if config.model.loss == "ce":
