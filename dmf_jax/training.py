@@ -124,7 +124,7 @@ def positives_per_batch(config) -> int:
 
 def build_data(config, train: sparse.CSR, max_target: float) -> TrainData:
   """Moves the training Y to the device in the first layer's form (`model.first_layer`)."""
-  form = models.resolve_first_layer(config.model.first_layer, train.shape)
+  form = models.resolve_first_layer(config.model.first_layer, train.shape, train.nnz)
   per_batch = positives_per_batch(config)
   log.info("first layer: %s rows of Y (model.first_layer=%s)", form, config.model.first_layer)
   if config.model.loss == "ce":
@@ -204,6 +204,9 @@ class Trainer:
     p_PCxD = jnp.repeat(p_PxD, items_PxC.shape[1], axis=0)
     scores = models.batched_cosine(p_PCxD, q_PCxD)
     per_instance = losses.batched_binary_cross_entropy(scores, targets_PxC.reshape(-1))
+    if not self.config.model.l2:
+      # A zero penalty still costs a pass over every weight and its gradient per step: skip it.
+      return jnp.mean(per_instance)
     return jnp.mean(per_instance) + self.config.model.l2 * l2_penalty(params)
 
   def _train_epoch(self, state, data: TrainData, shuffle_key, negatives_key):

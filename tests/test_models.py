@@ -82,9 +82,11 @@ def test_sparse_first_layers_match_dense_in_value_and_gradient(form):
 
 
 def test_auto_first_layer_rule():
-  assert models.resolve_first_layer("auto", (943, 1682)) == "dense"
-  assert models.resolve_first_layer("auto", (1_000_000, 1_000_000)) == "segment"
-  assert models.resolve_first_layer("padded", (10, 10)) == "padded"
+  assert models.resolve_first_layer("auto", (943, 1682), 98_114) == "dense"  # ML-100k
+  assert models.resolve_first_layer("auto", (6040, 3706), 988_129) == "dense"  # ML-1M
+  assert models.resolve_first_layer("auto", (844, 18_813), 44_780) == "segment"  # Amazon Music
+  assert models.resolve_first_layer("auto", (100_000, 100_000), 10**9) == "segment"  # too big
+  assert models.resolve_first_layer("padded", (10, 10), 50) == "padded"
 
 
 def test_gradient_matches_finite_differences():

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The benchmark on one GPU, in under 5 minutes: whole epochs (every step timed) of the ML-1M-shaped
+# synthetic set, and of ML-100k and Amazon Music when $DMF_DATA_DIR holds them, with full-ranking
+# evaluation of all their users. Writes benchmarks/results/<machine>.{json,md}.
+#
+#   bash benchmarks/gpu.sh           # on a machine with a GPU and jax's CUDA plugin
+#   bash benchmarks/gpu.sh --cpu     # the same steps on the CPU, shortened: a test of the script
+#
+# The GPU machines here cannot reach a package registry: a missing pure-Python dependency
+# (ml-collections) is installed from wheels in .whl/ when that folder exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+platform=gpu
+if [[ "${1:-}" == "--cpu" ]]; then
+  platform=cpu
+  shift
+fi
+
+if ! python3 -c "import ml_collections" 2>/dev/null; then
+  python3 -m pip install -q --no-index --find-links .whl ml-collections
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+datasets=ml1m_synth
+for name in ml100k amusic; do
+  case $name in
+    ml100k) file=ml-100k/u.data ;;
+    amusic) file=amazon-music/Amazon_ratings_Digital_Music_pruned.txt ;;
+  esac
+  if [[ -n "${DMF_DATA_DIR:-}" && -f "$DMF_DATA_DIR/$file" ]]; then
+    datasets="$name,$datasets"
+  fi
+done
+
+if [[ $platform == gpu ]]; then
+  export JAX_PLATFORMS=cuda
+  python3 -c "import jax; assert jax.default_backend() == 'gpu', jax.devices()"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  steps=(--full-epochs)
+else
+  export JAX_PLATFORMS=cpu
+  datasets=ml100k
+  steps=(--max-steps=200)
+fi
+
+python3 -m benchmarks.run --datasets="$datasets" --epochs=3 "${steps[@]}" "$@"

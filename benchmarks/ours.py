@@ -1,0 +1,119 @@
+"""dmf_jax's training and evaluation, timed the way `training.train` runs them.
+
+Compilation is timed apart from the epochs (`lower(...).compile()` on the epoch program, then the
+compiled program runs every epoch). With `max_steps`, each epoch is that many steps over a random
+subset of the positives, and seconds per epoch are scaled up to the full epoch's steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import numpy as np
+
+from benchmarks import datasets
+from configs import default
+from dmf_jax import evaluation, models, training
+
+
+def config_for(name: str, layers: tuple[int, ...], first_layer: str):
+  config = default.get_config()
+  config.data.name = name
+  config.model.user_layers = layers
+  config.model.item_layers = layers
+  config.model.first_layer = first_layer
+  training.check_config(config)
+  return config
+
+
+def _subset(data: training.TrainData, count: int, seed: int) -> training.TrainData:
+  """The same data with `count` of its training positives, drawn at random."""
+  keep = np.sort(np.random.default_rng(seed).permutation(data.pos_users.shape[0])[:count])
+  return dataclasses.replace(
+    data,
+    pos_users=data.pos_users[keep],
+    pos_items=data.pos_items[keep],
+    pos_targets=data.pos_targets[keep],
+  )
+
+
+def measure(
+  name: str,
+  *,
+  epochs: int,
+  max_steps: int | None,
+  layers: tuple[int, ...],
+  first_layer: str,
+  root: str | None = None,
+) -> dict:
+  interactions = datasets.load(name, root)
+  split = datasets.split(interactions)
+  train = split.train_matrix()
+  config = config_for(name, layers, first_layer)
+  data = training.build_data(config, train, interactions.max_rating)
+  trainer = training.Trainer(config, train.shape)
+  per_batch = trainer.positives_per_batch
+  full_steps = train.nnz // per_batch
+  steps = full_steps if not max_steps else min(max_steps, full_steps)
+  if steps < full_steps:
+    data = _subset(data, steps * per_batch, config.seed)
+  state = trainer.init_state(jax.random.fold_in(jax.random.key(config.seed), 0))
+
+  began = time.perf_counter()
+  epoch_program = trainer.train_epoch.lower(
+    state, data, *training.epoch_keys(config.seed, 1, True)
+  ).compile()
+  compile_seconds = time.perf_counter() - began
+
+  epoch_seconds, losses = [], []
+  for epoch in range(1, epochs + 1):
+    began = time.perf_counter()
+    state, step_losses, _ = epoch_program(
+      state, data, *training.epoch_keys(config.seed, epoch, True)
+    )
+    losses.append(float(np.asarray(step_losses).mean()))  # the epoch's one host synchronisation
+    epoch_seconds.append((time.perf_counter() - began) * full_steps / steps)
+
+  eval_sets = evaluation.eval_sets(split, train)
+
+  def evaluate_once():
+    # As after each training epoch: every vector once, then sampled and full-ranking metrics of
+    # the validation and test sets from one matrix product per batch of users.
+    score_all = training.score_function(trainer, state["params"], data)
+    for eval_set in eval_sets.values():
+      evaluation.evaluate(score_all, eval_set, ks=config.eval.ks, batch_size=config.eval.batch_size)
+
+  timings = {}
+  for run in ("first", "steady"):
+    began = time.perf_counter()
+    jax.block_until_ready(trainer.vectors(state["params"], data))
+    timings[f"vectors_{run}"] = time.perf_counter() - began
+    began = time.perf_counter()
+    evaluate_once()
+    timings[f"eval_{run}"] = time.perf_counter() - began
+
+  instances = full_steps * per_batch * (1 + config.train.neg_ratio)
+  return {
+    "system": "dmf_jax",
+    "first_layer": models.resolve_first_layer(first_layer, train.shape, train.nnz),
+    "layers": list(layers),
+    "instances_per_epoch": instances,
+    "steps_timed": steps,
+    "steps_per_epoch": full_steps,
+    "compile_s": compile_seconds,
+    "epoch_s": epoch_seconds,
+    "instances_per_s": [instances / s for s in epoch_seconds],
+    "loss": losses,
+    "eval_compile_s": timings["vectors_first"]
+    + timings["eval_first"]
+    - timings["vectors_steady"]
+    - timings["eval_steady"],
+    "vectors_s": timings["vectors_steady"],
+    "eval_s": timings["eval_steady"],
+    "eval_users": len(split.eval_users),
+    "devices": [str(d) for d in jax.devices()],
+    # Accelerators report their peak memory; the host's is the process's peak RSS.
+    "device_peak_mb": (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use", 0) / 2**20,
+  }
