@@ -26,6 +26,7 @@ import tempfile
 import time
 
 from benchmarks import datasets
+from dmf_jax import sweep
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # ML-1M's epoch is 30k steps: time a chunk of it, scaled up (CPU); a GPU runs it whole.
@@ -114,19 +115,7 @@ def _quality(args) -> dict:
 
 
 def machine_info() -> dict:
-  import jax
-  import numpy as np
-
-  info = {
-    "hostname": platform.node(),
-    "platform": platform.platform(),
-    "processor": platform.processor() or platform.machine(),
-    "cpus": os.cpu_count(),
-    "devices": [str(d) for d in jax.devices()],
-    "python": platform.python_version(),
-    "jax": jax.__version__,
-    "numpy": np.__version__,
-  }
+  info = {"hostname": platform.node(), **sweep.machine()}
   try:
     import torch
 
