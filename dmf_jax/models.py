@@ -32,8 +32,9 @@ FIRST_LAYERS = ("auto", "dense", "padded", "segment")
 # one accelerator and a laptop; ML-100k (1.6M), ML-1M (22M) and Amazon Music (16M) fall below it.
 DENSE_MAX_ENTRIES = 1 << 26
 # Below this density a batch's nonzeros cost less than its dense rows. Measured on 2 CPU cores at
-# layers (64, 64, 64), 500 steps per form: ML-100k (6.3% nonzero) trains 3.3x faster dense than
-# segment, an ML-1M-shaped set (4.5%) 6.5x, and Amazon Music (0.28%) 1.5x faster segment than dense.
+# layers (64, 64, 64), 500 steps per form, two runs: ML-100k (6.3% nonzero) trains 2.9-3.3x faster
+# dense than segment, an ML-1M-shaped set (4.5%) 6.5-8.5x, and Amazon Music (0.28%) 1.1-1.5x faster
+# segment than dense.
 DENSE_MIN_DENSITY = 0.01
 INIT_STDDEV = 0.01  # Paper Section 4.1: N(0, 0.01) initialisation.
 _EPS = 1e-12
