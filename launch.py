@@ -45,10 +45,10 @@ def _parse_flags(argv):
     message = str(e).replace("\\n", " ").replace("\\'", "'").replace("\n", " ")
     if message[:1] in "'\"" and message[-1:] == message[:1]:
       message = message[1:-1]
-    unknown = re.match(r"'?([\w]+)'? Did you mean", message)
+    unknown = re.match(r"'?(\w+)'? (Did you mean.*)", message)
     if isinstance(e, (AttributeError, KeyError)) and unknown:
       culprit = [a for a in argv[1:] if a.startswith("--config.") and unknown.group(1) in a]
-      message = f"{' '.join(culprit) or unknown.group(1)}: no such config field. {message[unknown.end() - 12 :]}"
+      message = f"{' '.join(culprit) or unknown.group(1)}: no such config field. {unknown.group(2)}"
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 
