@@ -15,6 +15,7 @@ import datetime
 import json
 import pathlib
 import shutil
+from typing import NamedTuple
 
 import numpy as np
 
@@ -93,20 +94,45 @@ ROWS = {
   "name=dmf,loss=nce": "DMF-2-nce",
   "name=lfm,user_layers=64,item_layers=64": "LFM-nce",
   "name=dmf,user_layers=64,item_layers=64": "DMF-1-nce",
+  "loss=nce,user_layers=256-128,item_layers=256-128": "DMF-2-nce",
+  "loss=ce,user_layers=256-128,item_layers=256-128": "DMF-2-ce",
 }
-# The sweeps behind the paper's tables and figures: (folder prefix, title, the paper's numbers by
-# data set, config). Each is read from `runs/<prefix>_<dataset>/`.
+
+
+class Experiment(NamedTuple):
+  """A sweep behind one of the paper's tables or figures, read from `runs/<name>_<dataset>/`."""
+
+  name: str
+  title: str
+  papers: dict  # the paper's numbers by data set
+  config: str
+  datasets: tuple[str, ...] = tuple(DATASETS)
+
+
 EXPERIMENTS = (
-  ("table2", "Table 2: all models", PAPER_TABLE2, "configs/table2.py"),
-  ("table3", "Table 3: the input matrix (LFM-nce vs DMF-1-nce)", PAPER_TABLE3, "configs/table3.py"),
-  ("sweep_neg", "Table 4: negative sampling ratio", PAPER_TABLE4, "configs/sweep_neg.py"),
-  (
-    "sweep_factors",
-    "Table 5: factors of the final layer",
-    PAPER_TABLE5,
-    "configs/sweep_factors.py",
+  Experiment("table2", "Table 2: all models", PAPER_TABLE2, "configs/table2.py"),
+  Experiment(
+    "table2_factors128",
+    "Table 2's DMF rows with 128 final factors",
+    PAPER_TABLE2,
+    "configs/table2_factors128.py",
+    ("amusic",),
   ),
-  ("sweep_depth", "Figure 2: depth", {}, "configs/sweep_depth.py"),
+  Experiment(
+    "table3", "Table 3: the input matrix (LFM-nce vs DMF-1-nce)", PAPER_TABLE3, "configs/table3.py"
+  ),
+  Experiment("sweep_neg", "Table 4: negative sampling ratio", PAPER_TABLE4, "configs/sweep_neg.py"),
+  Experiment(
+    "sweep_factors", "Table 5: factors of the final layer", PAPER_TABLE5, "configs/sweep_factors.py"
+  ),
+  Experiment("sweep_depth", "Figure 2: depth", {}, "configs/sweep_depth.py"),
+  Experiment(
+    "sweep_width",
+    "The first width of DMF-2 (not in the paper; picks the default on validation)",
+    {},
+    "configs/sweep_width.py",
+    ("ml100k",),
+  ),
 )
 COMPARISONS = {  # (experiment, better?, baseline): paired bootstrap over users
   "table2": [("DMF-2-nce", "ItemKNN"), ("DMF-2-nce", "DMF-2-ce"), ("DMF-2-nce", "ItemPop")],
@@ -202,8 +228,9 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
     "",
   ]
   missing = []
-  for name, title, papers, config in EXPERIMENTS:
-    for dataset, dataset_title in DATASETS.items():
+  for name, title, papers, config, datasets in EXPERIMENTS:
+    for dataset in datasets:
+      dataset_title = DATASETS[dataset]
       folder = runs / f"{name}_{dataset}"
       rows, meta = load_sweep(folder)
       if rows is None:
