@@ -133,6 +133,13 @@ EXPERIMENTS = (
     "configs/sweep_width.py",
     ("ml100k",),
   ),
+  Experiment(
+    "gap",
+    "The gap to the paper: one change at a time to DMF-2-nce (not in the paper)",
+    {},
+    "configs/gap.py",
+    ("ml100k",),
+  ),
 )
 COMPARISONS = {  # (experiment, better?, baseline): paired bootstrap over users
   "table2": [("DMF-2-nce", "ItemKNN"), ("DMF-2-nce", "DMF-2-ce"), ("DMF-2-nce", "ItemPop")],
