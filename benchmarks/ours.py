@@ -52,8 +52,8 @@ def measure(
   split = datasets.split(interactions)
   train = split.train_matrix()
   config = config_for(name, layers, first_layer)
-  data = training.build_data(config, train, interactions.max_rating)
   trainer = training.Trainer(config, train.shape)
+  data = training.build_data(config, train, interactions.max_rating, trainer.mesh)
   per_batch = trainer.positives_per_batch
   full_steps = train.nnz // per_batch
   steps = full_steps if not max_steps else min(max_steps, full_steps)
