@@ -346,6 +346,7 @@ def train(context: Context) -> Outcome:
       unit="epoch",
       initial=start,
       total=config.train.epochs,
+      disable=jax.process_index() > 0,
     )
     for epoch in epochs:
       began = time.perf_counter()

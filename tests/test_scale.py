@@ -10,9 +10,14 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
 
+from configs import default
+from dmf_jax import parallel
+from dmf_jax.errors import ConfigError
+from dmf_jax.workdir import Workdir
 from tests.conftest import REPO, synthetic_rows, write_ml100k
 
 
@@ -145,3 +150,22 @@ def test_row_split_first_layer_matches_one_device_in_value_and_gradient():
     assert r["value_error"] < 1e-4 and r["grad_error"] < 1e-5 * r["scale"] + 1e-5, r
     if r["form"] != "dense":  # dense rows are a matrix product, which XLA may split either way
       assert r["whole_w1_gathers"] == 0, r
+
+
+def test_a_mesh_larger_than_the_devices_names_the_field():
+  config = default.get_config()
+  config.mesh.data = 2 * jax.device_count()
+  with pytest.raises(ConfigError, match=r"mesh.data=\d+ x mesh.model=1 needs \d+ devices"):
+    parallel.make_mesh(config)
+
+
+def test_only_process_zero_writes_the_run_files(tmp_path, monkeypatch):
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  run = Workdir(tmp_path / "run")
+  run.start(default.get_config())
+  run.append_metrics({"epoch": 1})
+  run.finish({"best_epoch": 1})
+  assert not (tmp_path / "run").exists()
+  monkeypatch.setattr(jax, "process_index", lambda: 0)
+  run.start(default.get_config())
+  assert (tmp_path / "run" / "config.json").is_file()
