@@ -9,6 +9,7 @@ import logging
 import re
 import sys
 
+import jax
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -35,6 +36,17 @@ _RATINGS = flags.DEFINE_string(
   "ratings", None, "recommend: a new user's ratings as ITEM:RATING,ITEM:RATING,..."
 )
 _K = flags.DEFINE_integer("k", 10, "recommend and export: how many items per user.", lower_bound=1)
+_DISTRIBUTED = flags.DEFINE_bool(
+  "distributed",
+  False,
+  "Join a multi-process run (jax.distributed.initialize, docs/SCALE.md). The three flags below "
+  "default to $JAX_COORDINATOR_ADDRESS, or to what JAX detects on TPU pods, SLURM and Open MPI.",
+)
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address", None, "--distributed: host:port of process 0."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "--distributed: how many processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "--distributed: this process's index.")
 
 
 def _parse_flags(argv):
@@ -92,6 +104,8 @@ def main(argv):
   # Orbax and JAX log every checkpoint and backend probe through absl at INFO; keep warnings only.
   for noisy in ("absl", "jax._src.xla_bridge"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
+  if _DISTRIBUTED.value:
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
     if _MODE.value != "train":
       return _serve()

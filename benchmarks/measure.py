@@ -22,6 +22,9 @@ def main(argv=None) -> None:
   parser.add_argument("--max-steps", type=int, default=None, help="steps timed per epoch")
   parser.add_argument("--layers", default="64,64,64", help="our tower widths")
   parser.add_argument("--first-layer", default="auto")
+  parser.add_argument(
+    "--skip-evaluation", action="store_true", help="ours: train on every rating, time no evaluation"
+  )
   parser.add_argument("--threads", type=int, default=None, help="RecBole: torch threads")
   parser.add_argument("--root", default=None, help="data folder (else $DMF_DATA_DIR)")
   parser.add_argument("--out", required=True)
@@ -36,6 +39,7 @@ def main(argv=None) -> None:
       max_steps=args.max_steps,
       layers=tuple(int(w) for w in args.layers.split(",")),
       first_layer=args.first_layer,
+      evaluate=not args.skip_evaluation,
       root=args.root,
     )
   else:

@@ -2,7 +2,9 @@
 
 Compilation is timed apart from the epochs (`lower(...).compile()` on the epoch program, then the
 compiled program runs every epoch). With `max_steps`, each epoch is that many steps over a random
-subset of the positives, and seconds per epoch are scaled up to the full epoch's steps.
+subset of the positives, and seconds per epoch are scaled up to the full epoch's steps. Without
+`evaluate`, the model trains on every rating (no held-out items) and evaluation is not timed: a
+catalogue of a million items has no leave-one-out split or full ranking worth its hours on a CPU.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from benchmarks import datasets
 from configs import default
-from dmf_jax import evaluation, models, training
+from dmf_jax import evaluation, models, parallel, sparse, training
 
 
 def config_for(name: str, layers: tuple[int, ...], first_layer: str):
@@ -28,15 +30,14 @@ def config_for(name: str, layers: tuple[int, ...], first_layer: str):
   return config
 
 
-def _subset(data: training.TrainData, count: int, seed: int) -> training.TrainData:
+def _subset(data: training.TrainData, count: int, seed: int, mesh) -> training.TrainData:
   """The same data with `count` of its training positives, drawn at random."""
   keep = np.sort(np.random.default_rng(seed).permutation(data.pos_users.shape[0])[:count])
-  return dataclasses.replace(
-    data,
-    pos_users=data.pos_users[keep],
-    pos_items=data.pos_items[keep],
-    pos_targets=data.pos_targets[keep],
-  )
+  positives = {
+    name: parallel.replicate(getattr(data, name)[keep], mesh)
+    for name in ("pos_users", "pos_items", "pos_targets")
+  }
+  return dataclasses.replace(data, **positives)
 
 
 def measure(
@@ -46,19 +47,26 @@ def measure(
   max_steps: int | None,
   layers: tuple[int, ...],
   first_layer: str,
+  evaluate: bool = True,
   root: str | None = None,
 ) -> dict:
   interactions = datasets.load(name, root)
-  split = datasets.split(interactions)
-  train = split.train_matrix()
+  shape = (interactions.num_users, interactions.num_items)
+  if evaluate:
+    split = datasets.split(interactions)
+    train = split.train_matrix()
+  else:
+    train = sparse.CSR.from_coo(interactions.users, interactions.items, interactions.ratings, shape)
+  max_rating, num_ratings = interactions.max_rating, interactions.num_ratings
+  del interactions  # the host copy of a large set is not needed past here
   config = config_for(name, layers, first_layer)
-  data = training.build_data(config, train, interactions.max_rating)
   trainer = training.Trainer(config, train.shape)
+  data = training.build_data(config, train, max_rating, trainer.mesh)
   per_batch = trainer.positives_per_batch
   full_steps = train.nnz // per_batch
   steps = full_steps if not max_steps else min(max_steps, full_steps)
   if steps < full_steps:
-    data = _subset(data, steps * per_batch, config.seed)
+    data = _subset(data, steps * per_batch, config.seed, trainer.mesh)
   state = trainer.init_state(jax.random.fold_in(jax.random.key(config.seed), 0))
 
   began = time.perf_counter()
@@ -76,27 +84,32 @@ def measure(
     losses.append(float(np.asarray(step_losses).mean()))  # the epoch's one host synchronisation
     epoch_seconds.append((time.perf_counter() - began) * full_steps / steps)
 
-  eval_sets = evaluation.eval_sets(split, train)
-
-  def evaluate_once():
-    # As after each training epoch: every vector once, then sampled and full-ranking metrics of
-    # the validation and test sets from one matrix product per batch of users.
-    score_all = training.score_function(trainer, state["params"], data)
-    for eval_set in eval_sets.values():
-      evaluation.evaluate(score_all, eval_set, ks=config.eval.ks, batch_size=config.eval.batch_size)
-
   timings = {}
-  for run in ("first", "steady"):
-    began = time.perf_counter()
-    jax.block_until_ready(trainer.vectors(state["params"], data))
-    timings[f"vectors_{run}"] = time.perf_counter() - began
-    began = time.perf_counter()
-    evaluate_once()
-    timings[f"eval_{run}"] = time.perf_counter() - began
+  if evaluate:
+    eval_sets = evaluation.eval_sets(split, train)
+
+    def evaluate_once():
+      # As after each training epoch: every vector once, then sampled and full-ranking metrics
+      # of the validation and test sets from one matrix product per batch of users.
+      score_all = training.score_function(trainer, state["params"], data)
+      for eval_set in eval_sets.values():
+        evaluation.evaluate(
+          score_all, eval_set, ks=config.eval.ks, batch_size=config.eval.batch_size
+        )
+
+    for run in ("first", "steady"):
+      began = time.perf_counter()
+      jax.block_until_ready(trainer.vectors(state["params"], data))
+      timings[f"vectors_{run}"] = time.perf_counter() - began
+      began = time.perf_counter()
+      evaluate_once()
+      timings[f"eval_{run}"] = time.perf_counter() - began
 
   instances = full_steps * per_batch * (1 + config.train.neg_ratio)
   return {
     "system": "dmf_jax",
+    "shape": list(shape),
+    "ratings": num_ratings,
     "first_layer": models.resolve_first_layer(first_layer, train.shape, train.nnz),
     "layers": list(layers),
     "instances_per_epoch": instances,
@@ -106,14 +119,21 @@ def measure(
     "epoch_s": epoch_seconds,
     "instances_per_s": [instances / s for s in epoch_seconds],
     "loss": losses,
-    "eval_compile_s": timings["vectors_first"]
-    + timings["eval_first"]
-    - timings["vectors_steady"]
-    - timings["eval_steady"],
-    "vectors_s": timings["vectors_steady"],
-    "eval_s": timings["eval_steady"],
-    "eval_users": len(split.eval_users),
+    **(
+      {
+        "eval_compile_s": timings["vectors_first"]
+        + timings["eval_first"]
+        - timings["vectors_steady"]
+        - timings["eval_steady"],
+        "vectors_s": timings["vectors_steady"],
+        "eval_s": timings["eval_steady"],
+        "eval_users": len(split.eval_users),
+      }
+      if evaluate
+      else {}
+    ),
     "devices": [str(d) for d in jax.devices()],
+    "mesh": dict(trainer.mesh.shape),
     # Accelerators report their peak memory; the host's is the process's peak RSS.
     "device_peak_mb": (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use", 0) / 2**20,
   }

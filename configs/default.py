@@ -65,6 +65,11 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.eval.select = "ndcg@10"  # Validation metric that picks the reported epoch.
   config.eval.batch_size = 256  # Users scored per evaluation batch.
 
+  # The device mesh (docs/SCALE.md); results depend on it only through float rounding.
+  config.mesh = config_dict.ConfigDict()
+  config.mesh.data = config_dict.placeholder(int)  # Devices per batch; else all / mesh.model.
+  config.mesh.model = 1  # Devices that split user- and item-indexed weights by rows.
+
   config.sweep = config_dict.ConfigDict()
   config.sweep.num_seeds = 3  # Model seeds per sweep member (seed, seed + 1, ...), one split.
   return config

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pathlib
 
-import jax
 import orbax.checkpoint as ocp
 
 
@@ -45,11 +44,11 @@ class Checkpoints:
     )
 
   def restore(self, epoch: int, abstract_state):
-    """The state saved at `epoch`, shaped like `abstract_state` (from `jax.eval_shape`)."""
+    """The state saved at `epoch`, restored onto the shapes, dtypes and shardings of
+    `abstract_state` (`jax.ShapeDtypeStruct`s), whatever mesh it was saved from."""
     self._manager.wait_until_finished()
-    target = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), abstract_state)
     restored = self._manager.restore(
-      epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+      epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
     )
     return restored["state"]
 

@@ -203,7 +203,7 @@ def train_and_evaluate(
     workdir=None,
   )
   run.start(config)
-  split.save(run.file(protocol.SPLIT_FILE))
+  run.save_split(split)
   train = split.train_matrix(implicit=config.data.implicit)
   context = Context(config, data, split, train, evaluation.eval_sets(split, train), run)
   log.info("%s on %s (%d training ratings)", config.model.name, data.name, train.nnz)

@@ -57,8 +57,9 @@ class Rows:
 
   Exactly one form is filled: `dense` (float32[R, C]); `indices`/`values` padded rows (int32 and
   float32 [R, L], padding index C); or the CSR arrays `indptr`/`indices`/`values` for `segment`,
-  read in batches of at most `batch_rows` rows whose nonzeros fit `capacity` (the sum of the
-  `batch_rows` longest rows).
+  read in batches of at most `batch_rows` rows. A `segment` batch is read as `shards` equal parts,
+  one per device of the mesh's `data` axis, each with a buffer of `capacity` nonzeros (the sum of
+  the `batch_rows / shards` longest rows), so each device handles its own part's nonzeros.
   """
 
   dense: jax.Array | None = None
@@ -68,11 +69,12 @@ class Rows:
   num_columns: int = dataclasses.field(default=0, metadata=dict(static=True))
   batch_rows: int = dataclasses.field(default=0, metadata=dict(static=True))
   capacity: int = dataclasses.field(default=0, metadata=dict(static=True))
+  shards: int = dataclasses.field(default=1, metadata=dict(static=True))
   form: str = dataclasses.field(default="dense", metadata=dict(static=True))
 
   @classmethod
-  def build(cls, matrix: sparse.CSR, form: str, batch_rows: int) -> Rows:
-    """`matrix`'s rows in `form`, for batches of at most `batch_rows` rows."""
+  def build(cls, matrix: sparse.CSR, form: str, batch_rows: int, shards: int = 1) -> Rows:
+    """`matrix`'s rows in `form`, for batches of at most `batch_rows` rows (`shards` parts)."""
     if form == "dense":
       return cls(dense=jnp.asarray(matrix.to_dense()), num_columns=matrix.shape[1], form=form)
     if form == "padded":
@@ -84,7 +86,7 @@ class Rows:
         form=form,
       )
     if form == "segment":
-      longest = np.sort(matrix.row_lengths())[::-1][:batch_rows]
+      longest = np.sort(matrix.row_lengths())[::-1][: batch_rows // shards]
       return cls(
         indices=jnp.asarray(matrix.indices),
         values=jnp.asarray(matrix.values),
@@ -92,6 +94,7 @@ class Rows:
         num_columns=matrix.shape[1],
         batch_rows=batch_rows,
         capacity=max(int(longest.sum()), 1),
+        shards=shards,
         form=form,
       )
     raise ValueError(f"unknown first-layer form {form!r}")
@@ -105,25 +108,39 @@ def first_layer(w1_CxH: jax.Array, rows: Rows, ids_B: jax.Array) -> jax.Array:
     idx_BxL, val_BxL = rows.indices[ids_B], rows.values[ids_B]
     gathered_BxLxH = jnp.take(w1_CxH, idx_BxL, axis=0, mode="fill", fill_value=0)
     return jnp.einsum("blh,bl->bh", gathered_BxLxH, val_BxL)
-  # segment: the batch's nonzeros are laid end to end in a buffer that holds the longest rows a
-  # batch can draw; slots past the batch's real total are masked out.
   batch = ids_B.shape[0]
   if batch > rows.batch_rows:
     raise ValueError(
       f"a batch of {batch} rows exceeds the {rows.batch_rows} these rows were built for"
     )
-  starts_B = rows.indptr[ids_B]
-  lengths_B = rows.indptr[ids_B + 1] - starts_B
-  ends_B = jnp.cumsum(lengths_B)
+  ids_SxR = ids_B.reshape(rows.shards, batch // rows.shards)
+  return jax.vmap(lambda ids_R: _segment_first_layer(w1_CxH, rows, ids_R))(ids_SxR).reshape(
+    batch, -1
+  )
+
+
+def _segment_first_layer(w1_CxH: jax.Array, rows: Rows, ids_R: jax.Array) -> jax.Array:
+  """The `segment` form of one shard's rows: the nonzeros of its distinct rows are laid end to end
+  in a buffer that holds the longest distinct rows a shard can draw (a row drawn twice is read
+  once and copied, so repeats cannot overflow it); slots past the real total are masked out."""
+  num_rows = ids_R.shape[0]
+  order_R = jnp.argsort(ids_R)
+  sorted_R = ids_R[order_R]
+  first_R = jnp.concatenate([jnp.ones(1, bool), sorted_R[1:] != sorted_R[:-1]])
+  starts_R = rows.indptr[sorted_R]
+  lengths_R = jnp.where(first_R, rows.indptr[sorted_R + 1] - starts_R, 0)
+  ends_R = jnp.cumsum(lengths_R)
   slots_T = jnp.arange(rows.capacity)
-  owner_T = jnp.minimum(jnp.searchsorted(ends_B, slots_T, side="right"), batch - 1)
-  entry_T = starts_B[owner_T] + slots_T - (ends_B[owner_T] - lengths_B[owner_T])
-  valid_T = slots_T < ends_B[-1]
+  owner_T = jnp.minimum(jnp.searchsorted(ends_R, slots_T, side="right"), num_rows - 1)
+  entry_T = starts_R[owner_T] + slots_T - (ends_R[owner_T] - lengths_R[owner_T])
+  valid_T = slots_T < ends_R[-1]
   entry_T = jnp.where(valid_T, entry_T, 0)
   weighted_TxH = (
     w1_CxH[rows.indices[entry_T]] * jnp.where(valid_T, rows.values[entry_T], 0.0)[:, None]
   )
-  return jax.ops.segment_sum(weighted_TxH, owner_T, num_segments=batch)
+  distinct_RxH = jax.ops.segment_sum(weighted_TxH, owner_T, num_segments=num_rows)
+  first_of_R = jax.lax.cummax(jnp.where(first_R, jnp.arange(num_rows), 0))
+  return distinct_RxH[first_of_R][jnp.argsort(order_R)]
 
 
 def init_tower(key: jax.Array, input_dim: int, widths) -> list[dict]:

@@ -82,7 +82,7 @@ class Recommender:
         ckpt.close()
       self.params = state["params"]
       max_target = 1.0 if self.config.data.implicit else self.data.max_rating
-      train_data = training.build_data(self.config, self.train, max_target)
+      train_data = training.build_data(self.config, self.train, max_target, trainer.mesh)
       self.user_vectors, self.item_vectors = trainer.vectors(self.params, train_data)
     elif name == "itempop":
       self._popularity = baselines.itempop_scores(self.train)

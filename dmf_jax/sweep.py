@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 
+import jax
 import numpy as np
 from ml_collections import config_dict
 
@@ -153,22 +154,21 @@ def run(
     log.info("sweep run %d/%d: %s seed %d (%s)", index, len(runs), member.name, member.seed, state)
     experiment.train_and_evaluate(member.config, member.workdir, overwrite=overwrite)
   rows = summarize(runs)
-  write_summary(directory, rows, runs)
-  record = {
-    "command": shlex.join(["python", *sys.argv]),
-    "machine": machine(),
-    "config": json.loads(base.to_json()),
-  }
-  previous = directory / "sweep.json"
-  if todo or not previous.is_file():  # a re-run that trains nothing keeps the original record
-    write_json(previous, {**record, "wall_seconds": round(time.perf_counter() - started, 1)})
+  if jax.process_index() == 0:  # a multi-host sweep's summary is written once
+    write_summary(directory, rows, runs)
+    record = {
+      "command": shlex.join(["python", *sys.argv]),
+      "machine": machine(),
+      "config": json.loads(base.to_json()),
+    }
+    previous = directory / "sweep.json"
+    if todo or not previous.is_file():  # a re-run that trains nothing keeps the original record
+      write_json(previous, {**record, "wall_seconds": round(time.perf_counter() - started, 1)})
   return rows
 
 
 def machine() -> dict:
   """Where the numbers were measured."""
-  import jax
-
   return {
     "platform": platform.platform(),
     "processor": platform.processor() or platform.machine(),

@@ -6,6 +6,10 @@ host reads the losses once per epoch. A batch holds positives with their own neg
 so the user tower runs once per positive; `train.batch_size` counts instances and is rounded down to
 a multiple of 1 + neg_ratio. PRNG keys derive from `seed` and the epoch, so a resumed run continues
 the same stream.
+
+The epoch runs on the device mesh of `config.mesh` (`parallel`): each step's positives are split
+over the `data` axis, the data and parameters replicated (user- and item-indexed weights split by
+rows over `model`); 1 device and N run the same program.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from dmf_jax import checkpoints, losses, models, sparse
+from dmf_jax import checkpoints, losses, models, parallel, sparse
 from dmf_jax.context import Context, Outcome
 from dmf_jax.errors import ConfigError, UserError
 
@@ -122,18 +126,21 @@ def positives_per_batch(config) -> int:
   return config.train.batch_size // (1 + config.train.neg_ratio)
 
 
-def build_data(config, train: sparse.CSR, max_target: float) -> TrainData:
-  """Moves the training Y to the device in the first layer's form (`model.first_layer`)."""
+def build_data(config, train: sparse.CSR, max_target: float, mesh) -> TrainData:
+  """Puts the training Y on every device of `mesh` in the first layer's form (`model.first_layer`)."""
   form = models.resolve_first_layer(config.model.first_layer, train.shape, train.nnz)
   per_batch = positives_per_batch(config)
+  shards = mesh.shape[parallel.DATA]
   log.info("first layer: %s rows of Y (model.first_layer=%s)", form, config.model.first_layer)
   if config.model.loss == "ce":
     targets = np.ones_like(train.values)
   else:
     targets = train.values / max_target
-  return TrainData(
-    user_rows=models.Rows.build(train, form, per_batch),
-    item_rows=models.Rows.build(train.transpose(), form, per_batch * (1 + config.train.neg_ratio)),
+  data = TrainData(
+    user_rows=models.Rows.build(train, form, per_batch, shards),
+    item_rows=models.Rows.build(
+      train.transpose(), form, per_batch * (1 + config.train.neg_ratio), shards
+    ),
     pos_users=jnp.asarray(train.row_ids()),
     pos_items=jnp.asarray(train.indices),
     pos_targets=jnp.asarray(targets, jnp.float32),
@@ -141,6 +148,7 @@ def build_data(config, train: sparse.CSR, max_target: float) -> TrainData:
     observed_indices=jnp.asarray(train.indices),
     search_steps=int(train.row_lengths().max(initial=0)).bit_length() + 1,
   )
+  return parallel.replicate(data, mesh)
 
 
 def is_observed(data: TrainData, users: jax.Array, items: jax.Array) -> jax.Array:
@@ -186,15 +194,39 @@ class Trainer:
     self.spec = SPECS[config.model.name](config, shape)
     self.optimizer = optax.adam(config.train.lr)
     self.positives_per_batch = positives_per_batch(config)
-    self.train_epoch = jax.jit(self._train_epoch, donate_argnums=0)
-    self.vectors = jax.jit(self._vectors)
+    self.mesh = parallel.make_mesh(config)
+    parallel.check_batch(self.mesh, self.positives_per_batch)
+    shapes = jax.eval_shape(self._init_state, jax.random.key(0))
+    self.state_shardings = parallel.state_shardings(self.mesh, self.optimizer, shapes, shape)
+    self._abstract_state = jax.tree.map(
+      lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+      shapes,
+      self.state_shardings,
+    )
+    everywhere = parallel.replicated(self.mesh)
+    # Created in place: a `model`-split weight never exists whole on one device.
+    self.init_state = jax.jit(
+      self._init_state, in_shardings=everywhere, out_shardings=self.state_shardings
+    )
+    self.train_epoch = jax.jit(
+      self._train_epoch,
+      in_shardings=(self.state_shardings, everywhere, everywhere, everywhere),
+      out_shardings=(self.state_shardings, everywhere, everywhere),
+      donate_argnums=0,
+    )
+    self.vectors = jax.jit(
+      self._vectors,
+      in_shardings=(self.state_shardings["params"], everywhere),
+      out_shardings=everywhere,
+    )
 
-  def init_state(self, key):
+  def _init_state(self, key):
     params = self.spec.init(key)
     return {"params": params, "opt_state": self.optimizer.init(params)}
 
   def abstract_state(self):
-    return jax.eval_shape(self.init_state, jax.random.key(0))
+    """Shapes, dtypes and shardings of the state: the restore target of a checkpoint."""
+    return self._abstract_state
 
   def loss(self, params, data: TrainData, users_P, items_PxC, targets_PxC):
     """Mean cross entropy of P positives, each with its user's negatives (columns 1..C-1)."""
@@ -221,6 +253,7 @@ class Trainer:
     )
 
     def step(state, batch_P):
+      batch_P = jax.lax.with_sharding_constraint(batch_P, parallel.batch_sharding(self.mesh))
       users_P = data.pos_users[batch_P]
       items_PxC = jnp.concatenate([data.pos_items[batch_P][:, None], negatives_TxK[batch_P]], 1)
       targets_PxC = jnp.zeros(items_PxC.shape).at[:, 0].set(data.pos_targets[batch_P])
@@ -240,7 +273,11 @@ class Trainer:
     def all_of(fn, count, chunk):
       padded = -(-count // chunk) * chunk
       ids = jnp.minimum(jnp.arange(padded), count - 1).reshape(-1, chunk)
-      out = jax.lax.map(lambda ids_B: fn(params, data, ids_B), ids)
+      chunk_sharding = parallel.batch_sharding(self.mesh)
+      out = jax.lax.map(
+        lambda ids_B: fn(params, data, jax.lax.with_sharding_constraint(ids_B, chunk_sharding)),
+        ids,
+      )
       return models.normalize(out.reshape(padded, -1)[:count])
 
     chunk = self.positives_per_batch
@@ -272,8 +309,8 @@ def train(context: Context) -> Outcome:
   checkpoint when there is one."""
   config, run = context.config, context.workdir
   max_target = 1.0 if config.data.implicit else context.data.max_rating
-  data = build_data(config, context.train, max_target)
   trainer = Trainer(config, context.train.shape)
+  data = build_data(config, context.train, max_target, trainer.mesh)
   ckpt = checkpoints.Checkpoints(run.file(CHECKPOINT_DIR))
   select = config.eval.select
   try:
@@ -309,6 +346,7 @@ def train(context: Context) -> Outcome:
       unit="epoch",
       initial=start,
       total=config.train.epochs,
+      disable=jax.process_index() > 0,
     )
     for epoch in epochs:
       began = time.perf_counter()

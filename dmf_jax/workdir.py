@@ -5,19 +5,25 @@ split.npz       held-out items and candidates (see `protocol`)
 metrics.jsonl   one record per evaluation
 ranks.npz       per-user ranks of the held-out items at the reported epoch
 results.json    written last, atomically: a run without it is unfinished
+
+In a run of several processes (multi-host) every process reads the workdir and process 0 alone
+writes these files; orbax coordinates the processes' checkpoint writes itself.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import pathlib
 import shutil
 
+import jax
 import numpy as np
 from ml_collections import config_dict
 
+from dmf_jax import protocol
 from dmf_jax.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -27,7 +33,16 @@ METRICS = "metrics.jsonl"
 RANKS = "ranks.npz"
 RESULTS = "results.json"
 # Everything a run writes; --overwrite removes these and nothing else.
-RUN_OUTPUTS = (CONFIG, METRICS, RANKS, RESULTS, "split.npz", "checkpoints")
+RUN_OUTPUTS = (CONFIG, METRICS, RANKS, RESULTS, protocol.SPLIT_FILE, "checkpoints")
+
+
+def _process_zero_writes(method):
+  @functools.wraps(method)
+  def written_by_process_zero(self, *args, **kwargs):
+    if jax.process_index() == 0:
+      method(self, *args, **kwargs)
+
+  return written_by_process_zero
 
 
 def write_json(path: pathlib.Path, value) -> None:
@@ -97,6 +112,7 @@ class Workdir:
     self.clear()
     return "new"
 
+  @_process_zero_writes
   def clear(self) -> None:
     for name in RUN_OUTPUTS:
       target = self.file(name)
@@ -105,14 +121,21 @@ class Workdir:
       elif target.exists():
         target.unlink()
 
+  @_process_zero_writes
   def start(self, config: config_dict.ConfigDict) -> None:
     self.path.mkdir(parents=True, exist_ok=True)
     write_json(self.file(CONFIG), config_to_json(config))
 
+  @_process_zero_writes
+  def save_split(self, split: protocol.Split) -> None:
+    split.save(self.file(protocol.SPLIT_FILE))
+
+  @_process_zero_writes
   def append_metrics(self, record: dict) -> None:
     with open(self.file(METRICS), "a") as f:
       f.write(json.dumps(record, sort_keys=True) + "\n")
 
+  @_process_zero_writes
   def rewrite_metrics(self, records: list[dict]) -> None:
     """Replaces the metrics with `records` (a resumed run drops those past its checkpoint)."""
     tmp = self.file(f".{METRICS}.{os.getpid()}.tmp")
@@ -125,6 +148,7 @@ class Workdir:
       return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+  @_process_zero_writes
   def save_ranks(self, user_ids: np.ndarray, ranks: dict[str, dict[str, np.ndarray]]) -> None:
     """Per-user 0-based ranks: arrays `valid_sampled`, `valid_full`, `test_sampled`, `test_full`."""
     flat = {f"{which}_{kind}": r for which, by_kind in ranks.items() for kind, r in by_kind.items()}
@@ -133,5 +157,6 @@ class Workdir:
       np.savez(f, user_ids=np.asarray(user_ids, dtype=str), **flat)
     os.replace(tmp, self.file(RANKS))
 
+  @_process_zero_writes
   def finish(self, results: dict) -> None:
     write_json(self.file(RESULTS), results)

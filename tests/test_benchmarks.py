@@ -72,3 +72,29 @@ def test_markdown_report_has_the_ratio_and_the_load():
   assert "| ml100k | 21.00 | 2.10 | **10.0x** | 1 |" in text
   assert "| ml100k | RecBole DMF | (64, 64, 64) | per batch | 10/10 | 21.00 |" in text
   assert "4.0 to 4.5" in text
+
+
+def test_a_set_trained_without_evaluation_shows_no_eval_seconds():
+  ours = {
+    "layers": [64, 64, 64],
+    "first_layer": "segment",
+    "steps_timed": 50,
+    "steps_per_epoch": 625_000,
+    "epoch_s": [1e6],
+    "instances_per_s": [160.0],
+    "compile_s": 30.0,
+    "peak_rss_mb": 4000.0,
+    "load_before": [5.0],
+    "load_after": [5.0],
+  }
+  machine = {"processor": "x86_64", "cpus": 2, "platform": "Linux", "devices": ["cpu:0"]}
+  report = {
+    "name": "m",
+    "command": "python -m benchmarks.run --datasets=large_synth",
+    "date": "2026-01-01T00:00:00",
+    "machine": {**machine, "python": "3.11", "jax": "0.10.2", "numpy": "2.4"},
+    "load_min": 5.0,
+    "load_max": 5.0,
+    "datasets": {"large_synth": {"ours": [ours], "recbole": [], "shape": [10**6, 10**6]}},
+  }
+  assert "| 50/625000 | 1000000.00 | 160 | 30.0 | - | 4000 |" in run.markdown(report)

@@ -81,6 +81,27 @@ def test_sparse_first_layers_match_dense_in_value_and_gradient(form):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
 
 
+def test_segment_batch_of_the_longest_row_repeated_matches_dense():
+  # Its buffer holds the batch_rows longest distinct rows; a batch that draws the longest row
+  # every time must not overflow it.
+  matrix = _random_csr()
+  longest = int(np.argmax(matrix.row_lengths()))
+  ids = jnp.array([longest] * 4 + [0])
+  w1 = jax.random.normal(jax.random.key(2), (30, 6))
+  dense = models.Rows.build(matrix, "dense", 5)
+  segment = models.Rows.build(matrix, "segment", 5)
+
+  def objective(w1, rows):
+    return jnp.sum(jnp.sin(models.first_layer(w1, rows, ids)))
+
+  np.testing.assert_allclose(
+    models.first_layer(w1, segment, ids), models.first_layer(w1, dense, ids), rtol=1e-5, atol=1e-6
+  )
+  np.testing.assert_allclose(
+    jax.grad(objective)(w1, segment), jax.grad(objective)(w1, dense), rtol=1e-4, atol=1e-6
+  )
+
+
 def test_auto_first_layer_rule():
   assert models.resolve_first_layer("auto", (943, 1682), 98_114) == "dense"  # ML-100k
   assert models.resolve_first_layer("auto", (6040, 3706), 988_129) == "dense"  # ML-1M
