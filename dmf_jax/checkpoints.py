@@ -11,6 +11,8 @@ import pathlib
 import jax
 import orbax.checkpoint as ocp
 
+FOLDER = "checkpoints"  # The checkpoints' folder in a run's workdir.
+
 
 def _rank(metrics: dict) -> tuple[float, int]:
   # Sorted ascending and the last kept: a higher value wins, then the earlier epoch.
@@ -50,6 +52,14 @@ class Checkpoints:
     target = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), abstract_state)
     restored = self._manager.restore(
       epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+    )
+    return restored["state"]
+
+  def restore_as_saved(self, epoch: int):
+    """The state saved at `epoch` with the shapes it was saved with, to check before use."""
+    self._manager.wait_until_finished()
+    restored = self._manager.restore(
+      epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore())
     )
     return restored["state"]
 
