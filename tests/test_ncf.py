@@ -19,8 +19,7 @@ FACTORS, LAYERS = 2, (6, 4, 2)
 
 
 def _numpy_logit(params, u, i):
-  """One (user, item) logit, written out from NCF Eq. 9-12."""
-  params = jax.tree.map(np.asarray, params)
+  """One (user, item) logit, written out from NCF Eq. 9-12 (`params` as numpy arrays)."""
   vectors = []
   if "gmf" in params:
     vectors.append(params["gmf"]["user"][u] * params["gmf"]["item"][i])
@@ -51,7 +50,8 @@ def test_scores_match_numpy(name):
   config.model.ncf_factors, config.model.ncf_mlp_layers = FACTORS, LAYERS
   spec = ncf.spec(config, SHAPE)
   params = _with_random_biases(spec.init(jax.random.key(0)), jax.random.key(1))
-  expected = np.array([[_numpy_logit(params, u, i) for i in range(SHAPE[1])] for u in range(3)])
+  as_numpy = jax.tree.map(np.asarray, params)
+  expected = np.array([[_numpy_logit(as_numpy, u, i) for i in range(SHAPE[1])] for u in range(3)])
 
   users_B = jnp.array([2, 0, 1])
   np.testing.assert_allclose(spec.score_all(params, None, users_B), expected[[2, 0, 1]], rtol=1e-5)
