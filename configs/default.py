@@ -33,9 +33,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
 
   # ease_*, ials_* and eals_* were chosen on ML-100k validation NDCG@10; grids in configs/README.md.
   config.model = config_dict.ConfigDict()
-  config.model.name = (
-    "dmf"  # dmf | lfm | itempop | itemknn | ease | ials | eals | gmf | mlp | neumf
-  )
+  # model.name: dmf | lfm | itempop | itemknn | ease | ials | eals | gmf | mlp | neumf
+  config.model.name = "dmf"
   config.model.user_layers = (256, 64)  # DMF user tower widths; the last is the latent size.
   config.model.item_layers = (256, 64)  # DMF item tower widths; the last is the latent size.
   config.model.loss = "nce"  # nce (Eq. 12, target Y_ij / max R) | ce (Eq. 11, target 1).
@@ -54,8 +53,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # The NCF models (He et al., WWW 2017) train with train.epochs, batch_size, neg_ratio and
   # patience, but their own learning rates. Values chosen on ML-100k validation NDCG@10; grid in
   # configs/README.md.
-  config.model.ncf_factors = 8  # GMF, NeuMF: size of p_u * q_i.
-  config.model.ncf_mlp_layers = (64, 32, 16, 8)  # MLP, NeuMF: [p_u, q_i]'s width, then ReLU layers.
+  config.model.ncf_factors = 16  # GMF, NeuMF: size of p_u * q_i.
+  config.model.ncf_mlp_layers = (128, 64, 32, 16)  # MLP, NeuMF: [p, q]'s width, then ReLU layers.
   config.model.ncf_lr = 1e-3  # GMF, MLP, NeuMF without pretraining: Adam learning rate.
   # NeuMF-p: the GMF and MLP runs to start from (their best checkpoints). {workdir} is this run's
   # workdir and {seed} its model seed, so the defaults name the same seed's gmf and mlp members of

@@ -39,7 +39,7 @@ def init(key: jax.Array, shape: tuple[int, int], name: str, factors: int, mlp_la
   """Parameters of `name` (gmf, mlp or neumf) for a Y of `shape`, initialised as NCF's code does:
   embeddings N(0, 0.01), ReLU layers Glorot-uniform, h LeCun-uniform, biases zero."""
   num_users, num_items = shape
-  keys = iter(jax.random.split(key, 5 + len(mlp_layers)))
+  keys = iter(jax.random.split(key, 4 + len(mlp_layers)))  # 4 embedding tables, layers, h
 
   def embeddings(count, size):
     return models.INIT_STDDEV * jax.random.normal(next(keys), (count, size), jnp.float32)
