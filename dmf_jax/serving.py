@@ -5,8 +5,9 @@
     model.recommend_for_ratings({"50": 5, "172": 4}, k=10)   # a new user, no retraining
 
 DMF reads the new user's ratings as a row of Y through the user tower; ItemPop and ItemKNN score it
-as they score any user; LFM, GMF, MLP and NeuMF have no input for a user they have not learnt. Recommendations never
-include an item the user rated anywhere in the data (held-out items included).
+as they score any user; LFM, GMF, MLP and NeuMF have no input for a user they have not learnt.
+Recommendations never include an item the user rated anywhere in the data (held-out items
+included). Scores are cosines for DMF and LFM, logits for GMF, MLP and NeuMF.
 """
 
 from __future__ import annotations
@@ -122,9 +123,8 @@ class Recommender:
     """float32[N] scores of a user given only as a row of Y."""
     name = self.config.model.name
     if name == "lfm" or name in ncf.NAMES:
-      raise UserError(
-        f"{name.upper()} learns one vector per known user: it cannot score a new user"
-      )
+      label = {"lfm": "LFM", "gmf": "GMF", "mlp": "MLP", "neumf": "NeuMF"}[name]
+      raise UserError(f"{label} learns one vector per known user: it cannot score a new user")
     if name == "itempop":
       return self._popularity.copy()
     if name == "itemknn":
