@@ -63,7 +63,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.model.neumf_mlp_workdir = "{workdir}/../../name=mlp/seed{seed}"
   config.model.neumf_alpha = 0.5  # NeuMF-p: GMF's share of the output layer h (paper: 0.5).
   config.model.neumf_optimizer = "sgd"  # NeuMF-p: sgd (the paper's vanilla SGD) | adam.
-  config.model.neumf_lr = 1e-2  # NeuMF-p: its optimizer's learning rate.
+  config.model.neumf_lr = 1e-3  # NeuMF-p: its optimizer's learning rate.
 
   config.train = config_dict.ConfigDict()
   config.train.epochs = 20  # Passes over the training positives (ML-100k has converged by then).
