@@ -33,7 +33,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
 
   # ease_*, ials_* and eals_* were chosen on ML-100k validation NDCG@10; grids in configs/README.md.
   config.model = config_dict.ConfigDict()
-  config.model.name = "dmf"  # dmf | lfm | itempop | itemknn | ease | ials | eals
+  # model.name: dmf | lfm | itempop | itemknn | ease | ials | eals | gmf | mlp | neumf
+  config.model.name = "dmf"
   config.model.user_layers = (256, 64)  # DMF user tower widths; the last is the latent size.
   config.model.item_layers = (256, 64)  # DMF item tower widths; the last is the latent size.
   config.model.loss = "nce"  # nce (Eq. 12, target Y_ij / max R) | ce (Eq. 11, target 1).
@@ -49,11 +50,25 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.model.eals_reg = 10.0  # eALS: lambda, L2 penalty on both factor matrices.
   config.model.eals_w0 = 256.0  # eALS: c_0, missing-data weight per user, split by popularity.
   config.model.eals_alpha = 0.5  # eALS: popularity exponent of that split (0: uniform).
+  # The NCF models (He et al., WWW 2017) train with train.epochs, batch_size, neg_ratio and
+  # patience, but their own learning rates. Values chosen on ML-100k validation NDCG@10; grid in
+  # configs/README.md.
+  config.model.ncf_factors = 16  # GMF, NeuMF: size of p_u * q_i.
+  config.model.ncf_mlp_layers = (128, 64, 32, 16)  # MLP, NeuMF: [p, q]'s width, then ReLU layers.
+  config.model.ncf_lr = 1e-3  # GMF, MLP, NeuMF without pretraining: Adam learning rate.
+  # NeuMF-p: the GMF and MLP runs to start from (their best checkpoints). {workdir} is this run's
+  # workdir and {seed} its model seed, so the defaults name the same seed's gmf and mlp members of
+  # the sweep this run belongs to (configs/table2.py). Both "": NeuMF without pretraining.
+  config.model.neumf_gmf_workdir = "{workdir}/../../name=gmf/seed{seed}"
+  config.model.neumf_mlp_workdir = "{workdir}/../../name=mlp/seed{seed}"
+  config.model.neumf_alpha = 0.5  # NeuMF-p: GMF's share of the output layer h (paper: 0.5).
+  config.model.neumf_optimizer = "sgd"  # NeuMF-p: sgd (the paper's vanilla SGD) | adam.
+  config.model.neumf_lr = 1e-3  # NeuMF-p: its optimizer's learning rate.
 
   config.train = config_dict.ConfigDict()
   config.train.epochs = 20  # Passes over the training positives (ML-100k has converged by then).
   config.train.batch_size = 256  # Instances per step (positives with their negatives).
-  config.train.lr = 1e-4  # Adam learning rate (paper: 1e-4).
+  config.train.lr = 1e-4  # DMF, LFM: Adam learning rate (paper: 1e-4); NCF: model.ncf_lr.
   config.train.neg_ratio = 7  # Sampled negatives per positive (paper's implementation: 7).
   config.train.resample_negatives = True  # False: Algorithm 1's one sample for all epochs.
   config.train.patience = config_dict.placeholder(int)  # Stop after this many epochs without gain.

@@ -10,6 +10,8 @@ import pathlib
 
 import orbax.checkpoint as ocp
 
+FOLDER = "checkpoints"  # The checkpoints' folder in a run's workdir.
+
 
 def _rank(metrics: dict) -> tuple[float, int]:
   # Sorted ascending and the last kept: a higher value wins, then the earlier epoch.
@@ -49,6 +51,14 @@ class Checkpoints:
     self._manager.wait_until_finished()
     restored = self._manager.restore(
       epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+    )
+    return restored["state"]
+
+  def restore_as_saved(self, epoch: int):
+    """The state saved at `epoch` with the shapes it was saved with, to check before use."""
+    self._manager.wait_until_finished()
+    restored = self._manager.restore(
+      epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore())
     )
     return restored["state"]
 

@@ -22,6 +22,7 @@ class Context:
   train: sparse.CSR  # the training Y, users by items
   eval_sets: dict[str, evaluation.EvalSet]
   workdir: Workdir
+  initial_params: dict | None = None  # a trained model's start (NeuMF-p's), else its own init
 
   def evaluate(self, score_all: evaluation.ScoreAll):
     """Validation and test metrics and per-user ranks of `score_all`."""

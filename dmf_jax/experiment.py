@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_dict
 
-from dmf_jax import baselines, evaluation, factorization, protocol, training
+from dmf_jax import baselines, evaluation, factorization, ncf, protocol, training
 from dmf_jax import data as data_lib
 from dmf_jax.context import Context, Outcome
 from dmf_jax.errors import ConfigError
@@ -135,6 +135,9 @@ MODELS: dict[str, Callable[[Context], Outcome]] = {
   "eals": _eals,
   "dmf": training.train,
   "lfm": training.train,
+  "gmf": training.train,
+  "mlp": training.train,
+  "neumf": training.train,
 }
 
 
@@ -142,6 +145,7 @@ _COUNT = (lambda v: v >= 1, "at least 1")
 _POSITIVE = (lambda v: v > 0, "positive")
 _NON_NEGATIVE = (lambda v: v >= 0, "non-negative")
 _ALS_FIELDS = {"als_factors": _COUNT, "als_epochs": _COUNT}
+_NCF_FIELDS = {"ncf_factors": _COUNT, "ncf_lr": _POSITIVE}
 # The `model` fields each model reads, with the range it needs. Regularisers and missing-data
 # weights are positive so that every least-squares system stays positive definite, also for items
 # that no training user rated.
@@ -155,6 +159,9 @@ _MODEL_FIELDS = {
     "ials_unobserved_weight": _POSITIVE,
   },
   "eals": {**_ALS_FIELDS, "eals_reg": _POSITIVE, "eals_w0": _POSITIVE, "eals_alpha": _NON_NEGATIVE},
+  "gmf": _NCF_FIELDS,
+  "mlp": _NCF_FIELDS,
+  "neumf": {**_NCF_FIELDS, "neumf_lr": _POSITIVE},
 }
 
 
@@ -202,10 +209,16 @@ def train_and_evaluate(
     num_negatives=config.eval.num_negatives,
     workdir=None,
   )
+  # NeuMF-p's pretrained runs are checked before this run writes anything.
+  initial_params = ncf.pretrained_params(
+    config, run.path, (data.num_users, data.num_items), data.sha256, split.key
+  )
   run.start(config)
   run.save_split(split)
   train = split.train_matrix(implicit=config.data.implicit)
-  context = Context(config, data, split, train, evaluation.eval_sets(split, train), run)
+  context = Context(
+    config, data, split, train, evaluation.eval_sets(split, train), run, initial_params
+  )
   log.info("%s on %s (%d training ratings)", config.model.name, data.name, train.nnz)
 
   outcome = MODELS[config.model.name](context)

@@ -20,6 +20,7 @@ measured (`benchmarks/`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,23 @@ DENSE_MAX_ENTRIES = 1 << 26
 DENSE_MIN_DENSITY = 0.01
 INIT_STDDEV = 0.01  # Paper Section 4.1: N(0, 0.01) initialisation.
 _EPS = 1e-12
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """How a trained model scores: pure functions of (params, data, ids), `data` the training data.
+
+  DMF and LFM give latent vectors (`user_vectors`, `item_vectors`) scored by their cosine; a model
+  that scores a (user, item) pair by other means gives logits instead: `pair_logits(params, data,
+  users_P, items_PxC) -> float32[P, C]` for training and `score_all(params, data, users_B) ->
+  float32[B, N]` for evaluation.
+  """
+
+  init: Callable
+  user_vectors: Callable | None = None
+  item_vectors: Callable | None = None
+  pair_logits: Callable | None = None
+  score_all: Callable | None = None
 
 
 def resolve_first_layer(name: str, shape: tuple[int, int], nnz: int) -> str:

@@ -5,8 +5,9 @@
     model.recommend_for_ratings({"50": 5, "172": 4}, k=10)   # a new user, no retraining
 
 DMF reads the new user's ratings as a row of Y through the user tower; ItemPop and ItemKNN score it
-as they score any user; LFM has no input for a user it has not learnt. Recommendations never
-include an item the user rated anywhere in the data (held-out items included).
+as they score any user; LFM, GMF, MLP and NeuMF have no input for a user they have not learnt.
+Recommendations never include an item the user rated anywhere in the data (held-out items
+included). Scores are cosines for DMF and LFM, logits for GMF, MLP and NeuMF.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_dict
 
-from dmf_jax import baselines, models, protocol, sparse, training
+from dmf_jax import baselines, models, ncf, protocol, sparse, training
 from dmf_jax import data as data_lib
 from dmf_jax.errors import UserError
 from dmf_jax.workdir import Workdir
@@ -45,7 +46,7 @@ def _to_tuples(value):
 
 
 class Recommender:
-  """A finished run restored from its workdir (the best checkpoint for DMF and LFM)."""
+  """A finished run restored from its workdir (the best checkpoint of a trained model)."""
 
   def __init__(self, workdir: str | pathlib.Path):
     run = Workdir(workdir)
@@ -72,7 +73,7 @@ class Recommender:
 
   def _restore(self, run: Workdir) -> None:
     name = self.config.model.name
-    self.user_vectors = self.item_vectors = None
+    self.user_vectors = self.item_vectors = self._score_all = None
     if name in training.SPECS:
       trainer = training.Trainer(self.config, self.train.shape)
       ckpt = training.checkpoints.Checkpoints(run.file(training.CHECKPOINT_DIR))
@@ -83,7 +84,10 @@ class Recommender:
       self.params = state["params"]
       max_target = 1.0 if self.config.data.implicit else self.data.max_rating
       train_data = training.build_data(self.config, self.train, max_target, trainer.mesh)
-      self.user_vectors, self.item_vectors = trainer.vectors(self.params, train_data)
+      if trainer.score_all is not None:
+        self._score_all = training.score_function(trainer, self.params, train_data)
+      else:
+        self.user_vectors, self.item_vectors = trainer.vectors(self.params, train_data)
     elif name == "itempop":
       self._popularity = baselines.itempop_scores(self.train)
     elif name == "itemknn":
@@ -109,6 +113,8 @@ class Recommender:
     """float32[B, N] scores of known users against every item."""
     if self.user_vectors is not None:
       return np.asarray(training.cosine_scores(self.user_vectors, self.item_vectors, users))
+    if self._score_all is not None:
+      return np.asarray(self._score_all(jnp.asarray(users)))
     if self.config.model.name == "itempop":
       return np.broadcast_to(self._popularity, (len(users), len(self._popularity)))
     return baselines.itemknn_scores(self.train.take_rows(users), self._knn)
@@ -116,8 +122,9 @@ class Recommender:
   def _scores_of_row(self, row: sparse.CSR) -> np.ndarray:
     """float32[N] scores of a user given only as a row of Y."""
     name = self.config.model.name
-    if name == "lfm":
-      raise UserError("LFM learns one vector per known user: it cannot score a new user")
+    if name == "lfm" or name in ncf.NAMES:
+      label = {"lfm": "LFM", "gmf": "GMF", "mlp": "MLP", "neumf": "NeuMF"}[name]
+      raise UserError(f"{label} learns one vector per known user: it cannot score a new user")
     if name == "itempop":
       return self._popularity.copy()
     if name == "itemknn":

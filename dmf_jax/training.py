@@ -1,4 +1,5 @@
-"""Training DMF and LFM (Algorithm 1): compiled epochs, on-device negatives, checkpoints, resume.
+"""Training DMF and LFM (Algorithm 1), and the NCF models: compiled epochs, on-device negatives,
+checkpoints, resume.
 
 An epoch is one compiled program: it shuffles the training positives, draws `train.neg_ratio`
 negatives per positive from the user's unobserved items, and runs every step in a `lax.scan`; the
@@ -18,7 +19,6 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -26,13 +26,13 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from dmf_jax import checkpoints, losses, models, parallel, sparse
+from dmf_jax import checkpoints, losses, models, ncf, parallel, sparse
 from dmf_jax.context import Context, Outcome
 from dmf_jax.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_DIR = checkpoints.FOLDER
 # Rejection sampling of negatives: this many uniform draws per slot, the first unobserved one kept.
 # A user who rated a share s of the catalogue keeps a collision with probability s^NEGATIVE_DRAWS
 # (s = 0.44, ML-100k's densest user: 0.14%); the measured rate is logged every epoch.
@@ -58,17 +58,8 @@ class TrainData:
   search_steps: int = dataclasses.field(metadata=dict(static=True))  # bisection steps per row
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-  """How a model turns ids into latent vectors: pure functions of (params, data, ids)."""
-
-  init: Callable
-  user_vectors: Callable
-  item_vectors: Callable
-
-
-def _dmf_spec(config, shape) -> ModelSpec:
-  return ModelSpec(
+def _dmf_spec(config, shape) -> models.ModelSpec:
+  return models.ModelSpec(
     init=lambda key: models.init_dmf(
       key, shape, config.model.user_layers, config.model.item_layers
     ),
@@ -77,35 +68,24 @@ def _dmf_spec(config, shape) -> ModelSpec:
   )
 
 
-def _lfm_spec(config, shape) -> ModelSpec:
-  return ModelSpec(
+def _lfm_spec(config, shape) -> models.ModelSpec:
+  return models.ModelSpec(
     init=lambda key: models.init_lfm(key, shape, config.model.user_layers[-1]),
     user_vectors=lambda params, data, ids: params["user"][ids],
     item_vectors=lambda params, data, ids: params["item"][ids],
   )
 
 
-SPECS = {"dmf": _dmf_spec, "lfm": _lfm_spec}
+SPECS = {"dmf": _dmf_spec, "lfm": _lfm_spec, **ncf.SPECS}
 
 
 def check_config(config) -> None:
   """Out-of-range training values fail here, before any compute."""
   model, train = config.model, config.train
-  for side in ("user_layers", "item_layers"):
-    widths = tuple(model[side])
-    if not widths or any(int(w) < 1 for w in widths):
-      raise ConfigError(f"model.{side}={widths}: give one or more positive widths")
-  if model.user_layers[-1] != model.item_layers[-1]:
-    raise ConfigError(
-      f"model.user_layers and model.item_layers must end in the same latent size "
-      f"({model.user_layers[-1]} != {model.item_layers[-1]})"
-    )
-  if model.loss not in losses.LOSSES:
-    raise ConfigError(f"model.loss={model.loss!r}: choose one of {', '.join(losses.LOSSES)}")
-  if model.first_layer not in models.FIRST_LAYERS:
-    raise ConfigError(
-      f"model.first_layer={model.first_layer!r}: choose one of {', '.join(models.FIRST_LAYERS)}"
-    )
+  if model.name in ncf.SPECS:
+    ncf.check_config(config)
+  else:
+    _check_towers(model)
   if model.l2 < 0:
     raise ConfigError(f"model.l2={model.l2}: must be >= 0")
   if train.neg_ratio < 1:
@@ -122,6 +102,25 @@ def check_config(config) -> None:
     raise ConfigError(f"train.patience={train.patience}: must be at least 1 (or unset)")
 
 
+def _check_towers(model) -> None:
+  """DMF's and LFM's model fields."""
+  for side in ("user_layers", "item_layers"):
+    widths = tuple(model[side])
+    if not widths or any(int(w) < 1 for w in widths):
+      raise ConfigError(f"model.{side}={widths}: give one or more positive widths")
+  if model.user_layers[-1] != model.item_layers[-1]:
+    raise ConfigError(
+      f"model.user_layers and model.item_layers must end in the same latent size "
+      f"({model.user_layers[-1]} != {model.item_layers[-1]})"
+    )
+  if model.loss not in losses.LOSSES:
+    raise ConfigError(f"model.loss={model.loss!r}: choose one of {', '.join(losses.LOSSES)}")
+  if model.first_layer not in models.FIRST_LAYERS:
+    raise ConfigError(
+      f"model.first_layer={model.first_layer!r}: choose one of {', '.join(models.FIRST_LAYERS)}"
+    )
+
+
 def positives_per_batch(config) -> int:
   return config.train.batch_size // (1 + config.train.neg_ratio)
 
@@ -132,7 +131,7 @@ def build_data(config, train: sparse.CSR, max_target: float, mesh) -> TrainData:
   per_batch = positives_per_batch(config)
   shards = mesh.shape[parallel.DATA]
   log.info("first layer: %s rows of Y (model.first_layer=%s)", form, config.model.first_layer)
-  if config.model.loss == "ce":
+  if config.model.loss == "ce" or config.model.name in ncf.SPECS:  # NCF's targets are implicit
     targets = np.ones_like(train.values)
   else:
     targets = train.values / max_target
@@ -192,7 +191,10 @@ class Trainer:
     self.config = config
     self.shape = shape
     self.spec = SPECS[config.model.name](config, shape)
-    self.optimizer = optax.adam(config.train.lr)
+    if config.model.name in ncf.SPECS:
+      self.optimizer = ncf.optimizer(config)
+    else:
+      self.optimizer = optax.adam(config.train.lr)
     self.positives_per_batch = positives_per_batch(config)
     self.mesh = parallel.make_mesh(config)
     parallel.check_batch(self.mesh, self.positives_per_batch)
@@ -219,9 +221,11 @@ class Trainer:
       in_shardings=(self.state_shardings["params"], everywhere),
       out_shardings=everywhere,
     )
+    self.score_all = jax.jit(self.spec.score_all) if self.spec.score_all else None
 
-  def _init_state(self, key):
-    params = self.spec.init(key)
+  def _init_state(self, key, params=None):
+    """A fresh optimizer state, over `params` when given, else over new params from `key`."""
+    params = self.spec.init(key) if params is None else params
     return {"params": params, "opt_state": self.optimizer.init(params)}
 
   def abstract_state(self):
@@ -230,12 +234,16 @@ class Trainer:
 
   def loss(self, params, data: TrainData, users_P, items_PxC, targets_PxC):
     """Mean cross entropy of P positives, each with its user's negatives (columns 1..C-1)."""
-    p_PxD = self.spec.user_vectors(params, data, users_P)
-    flat_items = items_PxC.reshape(-1)
-    q_PCxD = self.spec.item_vectors(params, data, flat_items)
-    p_PCxD = jnp.repeat(p_PxD, items_PxC.shape[1], axis=0)
-    scores = models.batched_cosine(p_PCxD, q_PCxD)
-    per_instance = losses.batched_binary_cross_entropy(scores, targets_PxC.reshape(-1))
+    if self.spec.pair_logits is not None:
+      logits_PxC = self.spec.pair_logits(params, data, users_P, items_PxC)
+      per_instance = optax.sigmoid_binary_cross_entropy(logits_PxC, targets_PxC)
+    else:
+      p_PxD = self.spec.user_vectors(params, data, users_P)
+      flat_items = items_PxC.reshape(-1)
+      q_PCxD = self.spec.item_vectors(params, data, flat_items)
+      p_PCxD = jnp.repeat(p_PxD, items_PxC.shape[1], axis=0)
+      scores = models.batched_cosine(p_PCxD, q_PCxD)
+      per_instance = losses.batched_binary_cross_entropy(scores, targets_PxC.reshape(-1))
     if not self.config.model.l2:
       # A zero penalty still costs a pass over every weight and its gradient per step: skip it.
       return jnp.mean(per_instance)
@@ -299,12 +307,15 @@ def epoch_keys(seed: int, epoch: int, resample: bool):
 
 
 def score_function(trainer: Trainer, params, data: TrainData):
+  """`score_all(users_B) -> float32[B, N]` of the model `params`."""
+  if trainer.score_all is not None:
+    return functools.partial(trainer.score_all, params, data)
   users, items = trainer.vectors(params, data)
   return functools.partial(cosine_scores, users, items)
 
 
 def train(context: Context) -> Outcome:
-  """Trains `model.name` (dmf or lfm) for `train.epochs`, evaluating after every epoch, and
+  """Trains `model.name` (dmf, lfm, gmf, mlp or neumf) for `train.epochs`, evaluating after every epoch, and
   reports the epoch with the best validation `eval.select`; resumes from the workdir's latest
   checkpoint when there is one."""
   config, run = context.config, context.workdir
@@ -317,7 +328,9 @@ def train(context: Context) -> Outcome:
     start = ckpt.latest_epoch()
     if start is None:
       start = 0
-      state = trainer.init_state(jax.random.fold_in(jax.random.key(config.seed), 0))
+      state = trainer.init_state(
+        jax.random.fold_in(jax.random.key(config.seed), 0), context.initial_params
+      )
       history = []
     else:
       state = ckpt.restore(start, trainer.abstract_state())
