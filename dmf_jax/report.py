@@ -121,6 +121,12 @@ EXPERIMENTS = (
     ("amusic",),
   ),
   Experiment(
+    "table2_ncf",
+    "Table 2's NeuMF-p row with its GMF and MLP pretraining",
+    PAPER_TABLE2,
+    "configs/table2_ncf.py",
+  ),
+  Experiment(
     "table3", "Table 3: the input matrix (LFM-nce vs DMF-1-nce)", PAPER_TABLE3, "configs/table3.py"
   ),
   Experiment("sweep_neg", "Table 4: negative sampling ratio", PAPER_TABLE4, "configs/sweep_neg.py"),
