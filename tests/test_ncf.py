@@ -74,10 +74,15 @@ def test_from_pretrained_copies_parts_and_weights_the_output():
   assert jax.tree.structure(neumf) == jax.tree.structure(
     ncf.init(jax.random.key(0), SHAPE, "neumf", FACTORS, LAYERS)
   )
-  users, items = jnp.arange(3)[:, None], jnp.arange(5)[None]
+  assert_mixture(neumf, gmf, mlp, 0.3, num_users=3, num_items=5)
+
+
+def assert_mixture(neumf, gmf, mlp, alpha, *, num_users, num_items):
+  """NeuMF's logits are alpha * GMF's + (1 - alpha) * MLP's for every user and item."""
+  users, items = jnp.arange(num_users)[:, None], jnp.arange(num_items)[None]
   np.testing.assert_allclose(
     ncf.logits(neumf, users, items),
-    0.3 * ncf.logits(gmf, users, items) + 0.7 * ncf.logits(mlp, users, items),
+    alpha * ncf.logits(gmf, users, items) + (1 - alpha) * ncf.logits(mlp, users, items),
     rtol=1e-5,
     atol=1e-6,
   )
@@ -129,13 +134,7 @@ def test_neumf_p_starts_exactly_from_the_best_gmf_and_mlp(table, data_root):  # 
   np.testing.assert_array_equal(
     start["out"]["w"], np.concatenate([0.5 * gmf["out"]["w"], 0.5 * mlp["out"]["w"]])
   )
-  users, items = jnp.arange(30)[:, None], jnp.arange(40)[None]
-  np.testing.assert_allclose(
-    ncf.logits(start, users, items),
-    0.5 * ncf.logits(gmf, users, items) + 0.5 * ncf.logits(mlp, users, items),
-    rtol=1e-5,
-    atol=1e-6,
-  )
+  assert_mixture(start, gmf, mlp, 0.5, num_users=30, num_items=40)
   # NeuMF-p then trained with SGD, and serves its known users.
   assert run.results["model"] == "neumf"
   assert [len(r) for r in run.recommend(["1", "2"], k=3)] == [3, 3]
