@@ -100,7 +100,12 @@ class Workdir:
     stored = self.stored_config()
     if stored is None:
       return "new"
-    changes = _differences(stored, config_to_json(config))
+    # The sweep's own fields (how many seeds it runs) do not change a member's run, so a sweep
+    # grown to more seeds keeps the members it already finished.
+    changes = _differences(
+      {k: v for k, v in stored.items() if k != "sweep"},
+      {k: v for k, v in config_to_json(config).items() if k != "sweep"},
+    )
     if not changes:
       return "finished" if self.file(RESULTS).is_file() else "resume"
     if not overwrite:

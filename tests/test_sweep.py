@@ -78,11 +78,17 @@ def test_run_skip_resume_and_summary(tmp_path, data_root, monkeypatch):  # noqa:
   assert (tmp_path / "summary.csv").read_text() == summary
   assert json.dumps(again) == json.dumps(rows)
 
+  # More seeds: the finished ones are kept and only the new seed trains.
+  base.sweep.num_seeds = 3
+  grown = sweep.run(base, neg_sweep, tmp_path, overwrite=False)
+  assert len(trained) == 3
+  assert all(row["seeds"] == 3 for row in grown)
+
   # A changed member config stops the sweep before any training.
   base.train.lr = 0.5
   with pytest.raises(ConfigError, match="another config.*train.lr"):
     sweep.run(base, neg_sweep, tmp_path, overwrite=False)
-  assert len(trained) == 1
+  assert len(trained) == 3
 
 
 def test_sweep_from_the_command_line(tmp_path, data_root):  # noqa: F811
