@@ -1,12 +1,13 @@
 """Sweeps on a tiny synthetic data set: expansion, naming, precedence, skip and resume, summary."""
 
+import importlib.util
 import json
 
 import pytest
 
 from dmf_jax import experiment, sweep
 from dmf_jax.errors import ConfigError
-from tests.conftest import assert_one_line_error, launch
+from tests.conftest import REPO, assert_one_line_error, launch
 from tests.test_training import data_root, tiny_config  # noqa: F401 (fixture)
 
 
@@ -118,3 +119,17 @@ def test_sweep_from_the_command_line(tmp_path, data_root):  # noqa: F811
     data_root=data_root,
   )
   assert_one_line_error(bad, "sweep.num_seeds=0")
+
+
+@pytest.mark.parametrize(
+  "name", sorted(p.name for p in (REPO / "configs").glob("*.py") if p.name != "__init__.py")
+)
+def test_every_config_file_plans(name, tmp_path):
+  """Every run of every config in configs/ names real fields with valid values."""
+  path = REPO / "configs" / name
+  spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  members = sweep.collect(getattr(module, "sweep", lambda add: add()))
+  runs = sweep.plan(module.get_config(), members, tmp_path)
+  assert len(runs) == len(members) * module.get_config().sweep.num_seeds
