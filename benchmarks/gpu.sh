@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark on one GPU, in under 5 minutes: whole epochs (every step timed) of the ML-1M-shaped
 # synthetic set, and of ML-100k and Amazon Music when $DMF_DATA_DIR holds them, with full-ranking
-# evaluation of all their users. Writes benchmarks/results/<machine>.{json,md}.
+# evaluation of all their users. Writes benchmarks/results/<machine>.{json,md}; on the GPU, also
+# three seeds of ML-100k trained one by one against vmapped together (benchmarks/vmap_seeds.py).
 #
 #   bash benchmarks/gpu.sh           # on a machine with a GPU and jax's CUDA plugin
 #   bash benchmarks/gpu.sh --cpu     # the same steps on the CPU, shortened: a test of the script
@@ -45,3 +46,9 @@ else
 fi
 
 python3 -m benchmarks.run --datasets="$datasets" --epochs=3 "${steps[@]}" "$@"
+
+if [[ $platform == gpu && $datasets == *ml100k* ]]; then
+  machine=$(python3 -c "from benchmarks import run; print(run.machine_name(run.machine_info()))")
+  python3 -m benchmarks.vmap_seeds --dataset=ml100k --seeds=3 |
+    tee "benchmarks/results/$machine-vmap_seeds.txt"
+fi
