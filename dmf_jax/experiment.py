@@ -22,7 +22,7 @@ from dmf_jax import baselines, evaluation, factorization, ncf, protocol, trainin
 from dmf_jax import data as data_lib
 from dmf_jax.context import Context, Outcome
 from dmf_jax.errors import ConfigError
-from dmf_jax.workdir import Workdir
+from dmf_jax.workdir import Workdir, code_version
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +235,7 @@ def train_and_evaluate(
     "test": outcome.metrics["test"],
     "train_seconds": round(outcome.train_seconds, 3),
     "wall_seconds": round(time.perf_counter() - wall_start, 3),
+    "code": code_version(),
   }
   run.finish(results)
   log.info(

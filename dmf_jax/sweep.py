@@ -36,7 +36,7 @@ from ml_collections import config_dict
 
 from dmf_jax import experiment
 from dmf_jax.errors import ConfigError
-from dmf_jax.workdir import Workdir, write_json
+from dmf_jax.workdir import Workdir, code_version, write_json
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,7 @@ def machine() -> dict:
     "python": platform.python_version(),
     "jax": jax.__version__,
     "numpy": np.__version__,
+    "code": code_version(),
   }
 
 

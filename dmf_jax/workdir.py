@@ -18,6 +18,7 @@ import logging
 import os
 import pathlib
 import shutil
+import subprocess
 
 import jax
 import numpy as np
@@ -50,6 +51,25 @@ def write_json(path: pathlib.Path, value) -> None:
   tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
   tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
   os.replace(tmp, path)
+
+
+def code_version() -> str | None:
+  """The git commit of this package's checkout (with "+dirty" when tracked files differ from it),
+  or None outside a git checkout: the same command and config give the same numbers only with the
+  same code."""
+  root = pathlib.Path(__file__).resolve().parents[1]
+
+  def git(*args):
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+
+  try:
+    head = git("rev-parse", "--short=12", "HEAD")
+    if head.returncode:
+      return None
+    dirty = git("diff", "--quiet", "HEAD").returncode != 0
+  except OSError:  # no git on this machine
+    return None
+  return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def config_to_json(config: config_dict.ConfigDict) -> dict:

@@ -1,6 +1,7 @@
 """DMF and LFM end to end on a small synthetic Y: train, checkpoint, resume, restore, recommend."""
 
 import json
+import subprocess
 
 import jax
 import numpy as np
@@ -47,6 +48,8 @@ def test_train_checkpoint_restore_recommend_export(tmp_path, data_root):
   best = max(records, key=lambda r: (r["validation"]["ndcg@10"], -r["epoch"]))
   assert results["best_epoch"] == best["epoch"]
   assert results["test"] == pytest.approx(best["test"])  # restored checkpoint reproduces it
+  head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+  assert results["code"].removesuffix("+dirty") == head.stdout.strip()  # the code that ran
 
   model = dmf_jax.load(workdir)
   recs = model.recommend(["1", "2"], k=5)
