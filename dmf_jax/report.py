@@ -149,10 +149,15 @@ EXPERIMENTS = (
     ("ml100k",),
   ),
 )
-COMPARISONS = {  # (experiment, better?, baseline): paired bootstrap over users
+SPLIT_NAMES = {"test": "test", "valid": "validation"}
+COMPARISONS = {  # experiment: [(better?, baseline[, "valid"])]: paired bootstrap over users
   "table2": [("DMF-2-nce", "ItemKNN"), ("DMF-2-nce", "DMF-2-ce"), ("DMF-2-nce", "ItemPop")],
   "table2_ncf": [("NeuMF-p", "GMF"), ("NeuMF-p", "MLP")],
   "table3": [("DMF-1-nce", "LFM-nce")],
+  "sweep_width": [  # the default's choice is made on validation
+    ("user_layers=512-64,item_layers=512-64", "user_layers=256-64,item_layers=256-64", "valid"),
+    ("user_layers=128-64,item_layers=128-64", "user_layers=256-64,item_layers=256-64", "valid"),
+  ],
   "tois2021": [("DMF-2-nce", "ItemKNN"), ("DMF-2-ce", "DMF-2-nce")],
 }
 
@@ -186,12 +191,14 @@ def _cell(row: dict, key: str) -> str:
   return f"{row[key]:.3f} ± {std:.3f}" if row["seeds"] > 1 else f"{row[key]:.3f}"
 
 
-def _per_user_ndcg(folder: pathlib.Path, member: str, k: int = 10) -> np.ndarray | None:
-  """Per-user test NDCG@k of a member, averaged over its seeds."""
+def _per_user_ndcg(
+  folder: pathlib.Path, member: str, split: str = "test", k: int = 10
+) -> np.ndarray | None:
+  """Per-user NDCG@k of a member on `split` ("test" or "valid"), averaged over its seeds."""
   values = []
   for ranks_file in sorted((folder / member).glob("seed*/ranks.npz")):
     with np.load(ranks_file) as ranks:
-      r = ranks["test_sampled"]
+      r = ranks[f"{split}_sampled"]
       values.append(np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0))
   return np.mean(values, axis=0) if values else None
 
@@ -317,16 +324,17 @@ def _provenance(meta: dict, folder: pathlib.Path) -> list[str]:
 def _comparisons(folder, rows, pairs, label_of) -> list[str]:
   members = {label_of(r["member"]): r["member"] for r in rows}
   lines = []
-  for better, worse in pairs:
+  for better, worse, *on in pairs:
+    split = on[0] if on else "test"
     if better not in members or worse not in members:
       continue
-    a = _per_user_ndcg(folder, members[better])
-    b = _per_user_ndcg(folder, members[worse])
+    a = _per_user_ndcg(folder, members[better], split)
+    b = _per_user_ndcg(folder, members[worse], split)
     if a is None or b is None:
       continue
     mean, low, high, p = paired_bootstrap(a, b)
     lines.append(
-      f"- {better} − {worse}, test NDCG@10 per user: {mean:+.4f} (95% bootstrap interval "
+      f"- {better} − {worse}, {SPLIT_NAMES[split]} NDCG@10 per user: {mean:+.4f} (95% bootstrap interval "
       f"[{low:+.4f}, {high:+.4f}] over {len(a)} users; share of resamples <= 0: {p:.3f})"
     )
   return ["Paired differences (seed-averaged per-user NDCG@10):", "", *lines, ""] if lines else []
