@@ -35,7 +35,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.model = config_dict.ConfigDict()
   # model.name: dmf | lfm | itempop | itemknn | ease | ials | eals | gmf | mlp | neumf
   config.model.name = "dmf"
-  config.model.user_layers = (256, 64)  # DMF user tower widths; the last is the latent size.
+  # DMF user tower widths; the last is the latent size. First widths 128, 256 and 512 tie on
+  # validation (configs/README.md).
+  config.model.user_layers = (256, 64)
   config.model.item_layers = (256, 64)  # DMF item tower widths; the last is the latent size.
   config.model.loss = "nce"  # nce (Eq. 12, target Y_ij / max R) | ce (Eq. 11, target 1).
   config.model.first_layer = "auto"  # auto | dense | padded | segment: how rows of Y are read.
