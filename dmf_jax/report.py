@@ -11,6 +11,7 @@ the per-user ranks every run saves.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import json
 import pathlib
@@ -304,19 +305,20 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
 
 
 def _provenance(meta: dict, folder: pathlib.Path) -> list[str]:
-  # Wall time of every run in the folder, summed: a sweep may have been run in several sittings.
-  wall = sum(
-    json.loads(path.read_text())["wall_seconds"] for path in folder.glob("*/seed*/results.json")
-  )
+  # A sweep may have been run in several sittings, by several versions of the code.
+  results = [json.loads(path.read_text()) for path in folder.glob("*/seed*/results.json")]
+  wall = sum(r["wall_seconds"] for r in results)
+  codes = collections.Counter(r.get("code") or "not recorded" for r in results)
+  code = "Code: " + ", ".join(f"{c} ({n} runs)" for c, n in sorted(codes.items())) + "."
   if not meta:
-    return ["", f"Source: `{folder}`; {wall:.0f} s of wall time over its runs.", ""]
+    return ["", f"Source: `{folder}`; {wall:.0f} s of wall time over its runs. {code}", ""]
   machine = meta.get("machine", {})
   return [
     "",
     f"Command: `{meta.get('command', '?')}` — {wall:.0f} s of wall time over its runs, on "
     f"{machine.get('cpus', '?')} CPUs ({machine.get('processor', '?')}, "
     f"{', '.join(machine.get('devices', []))}; jax {machine.get('jax', '?')}). "
-    f"Seeds: {meta.get('config', {}).get('sweep', {}).get('num_seeds', '?')} per row.",
+    f"Seeds: {meta.get('config', {}).get('sweep', {}).get('num_seeds', '?')} per row. {code}",
     "",
   ]
 
