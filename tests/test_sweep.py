@@ -1,6 +1,6 @@
 """Sweeps on a tiny synthetic data set: expansion, naming, precedence, skip and resume, summary."""
 
-import importlib.util
+import importlib
 import json
 
 import pytest
@@ -126,10 +126,7 @@ def test_sweep_from_the_command_line(tmp_path, data_root):  # noqa: F811
 )
 def test_every_config_file_plans(name, tmp_path):
   """Every run of every config in configs/ names real fields with valid values."""
-  path = REPO / "configs" / name
-  spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  members = sweep.collect(getattr(module, "sweep", lambda add: add()))
-  runs = sweep.plan(module.get_config(), members, tmp_path)
-  assert len(runs) == len(members) * module.get_config().sweep.num_seeds
+  base = importlib.import_module(f"configs.{name.removesuffix('.py')}").get_config()
+  members = sweep.collect(sweep.sweep_function(str(REPO / "configs" / name)) or (lambda add: add()))
+  runs = sweep.plan(base, members, tmp_path)
+  assert len(runs) == len(members) * base.sweep.num_seeds
