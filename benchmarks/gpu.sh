@@ -49,6 +49,9 @@ python3 -m benchmarks.run --datasets="$datasets" --epochs=3 "${steps[@]}" "$@"
 
 if [[ $platform == gpu && $datasets == *ml100k* ]]; then
   machine=$(python3 -c "from benchmarks import run; print(run.machine_name(run.machine_info()))")
+  for arg in "$@"; do
+    [[ $arg == --name=* ]] && machine=${arg#--name=}
+  done
   python3 -m benchmarks.vmap_seeds --dataset=ml100k --seeds=3 |
     tee "benchmarks/results/$machine-vmap_seeds.txt"
 fi

@@ -110,7 +110,9 @@ def measure(
     "system": "dmf_jax",
     "shape": list(shape),
     "ratings": num_ratings,
-    "first_layer": models.resolve_first_layer(first_layer, train.shape, train.nnz),
+    "first_layer": models.resolve_first_layer(
+      first_layer, train.shape, train.nnz, trainer.mesh.devices.flat[0].platform
+    ),
     "layers": list(layers),
     "instances_per_epoch": instances,
     "steps_timed": steps,

@@ -167,7 +167,7 @@ def markdown(report: dict) -> str:
     "",
     f"- Command: `{report['command']}` ({report['date']})",
     f"- Machine: {info['processor']}, {info['cpus']} CPUs, {info['platform']}; devices "
-    f"{', '.join(info['devices'])}",
+    f"{', '.join(info['devices'])} ({info.get('device_kind', 'kind not recorded')})",
     f"- Versions: Python {info['python']}, jax {info['jax']}, numpy {info['numpy']}"
     + (f", torch {info['torch']}" if "torch" in info else ""),
     f"- Load average (1 min) during the run: {report['load_min']} to {report['load_max']}",
@@ -217,8 +217,8 @@ def markdown(report: dict) -> str:
       "",
       "## First-layer forms (evidence for `model.first_layer=auto`)",
       "",
-      f"One epoch's first {FORMS_MAX_STEPS} steps per form (at most), layers (64, 64, 64); "
-      "seconds per epoch scaled from them.",
+      "Layers (64, 64, 64); `steps` timed of the epoch's (the first "
+      f"{FORMS_MAX_STEPS} at most unless `--full-epochs`), seconds per epoch scaled from them.",
       "",
       "| data set | Y shape | form | steps | s/epoch | instances/s | compile s | peak RSS MB | load |",
       "|---|---|---|---|---|---|---|---|---|",
@@ -308,7 +308,7 @@ def main(argv=None) -> None:
         "rounds": args.rounds,
       }
     if args.forms:
-      steps = min(max_steps or FORMS_MAX_STEPS, FORMS_MAX_STEPS)
+      steps = None if args.full_epochs else min(max_steps or FORMS_MAX_STEPS, FORMS_MAX_STEPS)
       entry["forms"] = [
         _measure("ours", dataset, args, epochs=1, max_steps=steps, first_layer=form)
         for form in FORMS

@@ -12,9 +12,9 @@ column of Y for items, and reaches the first layer in one of three forms (`model
 - `segment`: the batch's nonzeros concatenated and summed per row with a segment sum. Cost follows
   the batch's nonzeros.
 
-`auto` takes `dense` while the dense Y has at most `DENSE_MAX_ENTRIES` entries of which at least
-`DENSE_MIN_DENSITY` are nonzero, else `segment`; `padded` was the slowest form on every data set
-measured (`benchmarks/`).
+`auto` takes `dense` while the dense Y has at most `DENSE_MAX_ENTRIES` entries, on a CPU only if at
+least `DENSE_MIN_DENSITY` of them are nonzero, else `segment`; `padded` was the slowest form on
+every CPU measurement (`benchmarks/`).
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ FIRST_LAYERS = ("auto", "dense", "padded", "segment")
 # 2^26 float32 entries (256 MiB for Y and as much for its transpose) keeps the dense form well inside
 # one accelerator and a laptop; ML-100k (1.6M), ML-1M (22M) and Amazon Music (16M) fall below it.
 DENSE_MAX_ENTRIES = 1 << 26
-# Below this density a batch's nonzeros cost less than its dense rows. Measured on 2 CPU cores at
-# layers (64, 64, 64), 500 steps per form, two runs: ML-100k (6.3% nonzero) trains 2.9-3.3x faster
-# dense than segment, an ML-1M-shaped set (4.5%) 6.5-8.5x, and Amazon Music (0.28%) 1.1-1.5x faster
-# segment than dense.
+# On a CPU, below this density a batch's nonzeros cost less than its dense rows. Measured on 2 CPU
+# cores at layers (64, 64, 64), 500 steps per form, two runs: ML-100k (6.3% nonzero) trains 2.9-3.3x
+# faster dense than segment, an ML-1M-shaped set (4.5%) 6.5-8.5x, and Amazon Music (0.28%) 1.1-1.5x
+# faster segment than dense. A GPU reads dense rows at memory speed while the segment sum's scatter
+# does not keep up: on one H200, whole epochs of Amazon Music took 0.12 s dense against 0.52 s
+# segment (benchmarks/results/gpu-h200-forms.log), so there dense wins at any density that fits.
 DENSE_MIN_DENSITY = 0.01
 INIT_STDDEV = 0.01  # Paper Section 4.1: N(0, 0.01) initialisation.
 _EPS = 1e-12
@@ -58,14 +60,14 @@ class ModelSpec:
   score_all: Callable | None = None
 
 
-def resolve_first_layer(name: str, shape: tuple[int, int], nnz: int) -> str:
-  """The first layer's form for a Y of `shape` with `nnz` nonzeros (`auto`: see the module)."""
+def resolve_first_layer(name: str, shape: tuple[int, int], nnz: int, platform: str) -> str:
+  """The first layer's form for a Y of `shape` with `nnz` nonzeros, trained on `platform` ("cpu",
+  "gpu", "tpu": a jax device's `platform`) (`auto`: see the module)."""
   if name != "auto":
     return name
   entries = shape[0] * shape[1]
-  return (
-    "dense" if entries <= DENSE_MAX_ENTRIES and nnz >= DENSE_MIN_DENSITY * entries else "segment"
-  )
+  dense_enough = platform != "cpu" or nnz >= DENSE_MIN_DENSITY * entries
+  return "dense" if entries <= DENSE_MAX_ENTRIES and dense_enough else "segment"
 
 
 @jax.tree_util.register_dataclass

@@ -174,6 +174,7 @@ def machine() -> dict:
     "processor": platform.processor() or platform.machine(),
     "cpus": os.cpu_count(),
     "devices": [str(d) for d in jax.devices()],
+    "device_kind": jax.devices()[0].device_kind,
     "python": platform.python_version(),
     "jax": jax.__version__,
     "numpy": np.__version__,

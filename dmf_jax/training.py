@@ -127,7 +127,9 @@ def positives_per_batch(config) -> int:
 
 def build_data(config, train: sparse.CSR, max_target: float, mesh) -> TrainData:
   """Puts the training Y on every device of `mesh` in the first layer's form (`model.first_layer`)."""
-  form = models.resolve_first_layer(config.model.first_layer, train.shape, train.nnz)
+  form = models.resolve_first_layer(
+    config.model.first_layer, train.shape, train.nnz, mesh.devices.flat[0].platform
+  )
   per_batch = positives_per_batch(config)
   shards = mesh.shape[parallel.DATA]
   log.info("first layer: %s rows of Y (model.first_layer=%s)", form, config.model.first_layer)

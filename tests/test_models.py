@@ -103,11 +103,14 @@ def test_segment_batch_of_the_longest_row_repeated_matches_dense():
 
 
 def test_auto_first_layer_rule():
-  assert models.resolve_first_layer("auto", (943, 1682), 98_114) == "dense"  # ML-100k
-  assert models.resolve_first_layer("auto", (6040, 3706), 988_129) == "dense"  # ML-1M
-  assert models.resolve_first_layer("auto", (844, 18_813), 44_780) == "segment"  # Amazon Music
-  assert models.resolve_first_layer("auto", (100_000, 100_000), 10**9) == "segment"  # too big
-  assert models.resolve_first_layer("padded", (10, 10), 50) == "padded"
+  rule = models.resolve_first_layer
+  assert rule("auto", (943, 1682), 98_114, "cpu") == "dense"  # ML-100k
+  assert rule("auto", (6040, 3706), 988_129, "cpu") == "dense"  # ML-1M
+  assert rule("auto", (844, 18_813), 44_780, "cpu") == "segment"  # Amazon Music: sparse
+  assert rule("auto", (844, 18_813), 44_780, "gpu") == "dense"  # dense rows are cheap on a GPU
+  for platform in ("cpu", "gpu"):
+    assert rule("auto", (100_000, 100_000), 10**9, platform) == "segment"  # too big
+  assert rule("padded", (10, 10), 50, "gpu") == "padded"
 
 
 def test_gradient_matches_finite_differences():
