@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks import datasets
 from configs import default
-from dmf_jax import evaluation, models, parallel, sparse, training
+from dmf_jax import evaluation, parallel, sparse, training
 
 
 def config_for(name: str, layers: tuple[int, ...], first_layer: str):
@@ -110,9 +110,7 @@ def measure(
     "system": "dmf_jax",
     "shape": list(shape),
     "ratings": num_ratings,
-    "first_layer": models.resolve_first_layer(
-      first_layer, train.shape, train.nnz, trainer.mesh.devices.flat[0].platform
-    ),
+    "first_layer": data.user_rows.form,
     "layers": list(layers),
     "instances_per_epoch": instances,
     "steps_timed": steps,
