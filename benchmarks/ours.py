@@ -30,7 +30,7 @@ def config_for(name: str, layers: tuple[int, ...], first_layer: str):
   return config
 
 
-def _subset(data: training.TrainData, count: int, seed: int, mesh) -> training.TrainData:
+def subset(data: training.TrainData, count: int, seed: int, mesh) -> training.TrainData:
   """The same data with `count` of its training positives, drawn at random."""
   keep = np.sort(np.random.default_rng(seed).permutation(data.pos_users.shape[0])[:count])
   positives = {
@@ -66,7 +66,7 @@ def measure(
   full_steps = train.nnz // per_batch
   steps = full_steps if not max_steps else min(max_steps, full_steps)
   if steps < full_steps:
-    data = _subset(data, steps * per_batch, config.seed, trainer.mesh)
+    data = subset(data, steps * per_batch, config.seed, trainer.mesh)
   state = trainer.init_state(jax.random.fold_in(jax.random.key(config.seed), 0))
 
   began = time.perf_counter()

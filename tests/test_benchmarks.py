@@ -1,4 +1,4 @@
-"""The benchmark harness's own pieces that need no training: the synthetic data and the report."""
+"""The benchmark harness's own pieces: the synthetic data, the report and the step profiler."""
 
 import numpy as np
 
@@ -98,3 +98,14 @@ def test_a_set_trained_without_evaluation_shows_no_eval_seconds():
     "datasets": {"large_synth": {"ours": [ours], "recbole": [], "shape": [10**6, 10**6]}},
   }
   assert "| 50/625000 | 1000000.00 | 160 | 30.0 | - | 4000 |" in run.markdown(report)
+
+
+def test_profile_step_lists_the_ops_of_a_step(real_data_root, capsys):
+  from benchmarks import profile_step
+
+  profile_step.main(["--dataset=ml100k", "--steps=5", "--top=4", f"--root={real_data_root}"])
+  header, *ops = capsys.readouterr().out.strip().splitlines()
+  assert header.startswith("ml100k, layers 64,64,64, first layer dense:")
+  assert len(ops) == 4
+  times = [float(line.split()[0]) for line in ops]
+  assert all(t > 0 for t in times) and times == sorted(times, reverse=True)
