@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks import datasets
 from configs import default
-from dmf_jax import evaluation, parallel, sparse, training
+from dmf_jax import evaluation, parallel, protocol, sparse, training
 
 
 def config_for(name: str, layers: tuple[int, ...], first_layer: str):
@@ -40,22 +40,38 @@ def subset(data: training.TrainData, count: int, seed: int, mesh) -> training.Tr
   return dataclasses.replace(data, **positives)
 
 
-def measure(
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """A data set on the device, ready for the compiled epoch: `steps` of its `full_steps` per epoch."""
+
+  config: object
+  trainer: training.Trainer
+  data: training.TrainData
+  train: sparse.CSR
+  split: protocol.Split | None  # None when trained on every rating
+  num_ratings: int
+  full_steps: int
+  steps: int
+
+
+def prepare(
   name: str,
   *,
-  epochs: int,
-  max_steps: int | None,
   layers: tuple[int, ...],
-  first_layer: str,
+  first_layer: str = "auto",
+  max_steps: int | None = None,
   evaluate: bool = True,
   root: str | None = None,
-) -> dict:
+) -> Prepared:
+  """Loads `name`, splits it (unless not `evaluate`: then every rating trains) and puts its
+  training data on the device; with `max_steps`, a random subset of positives for that many steps."""
   interactions = datasets.load(name, root)
   shape = (interactions.num_users, interactions.num_items)
   if evaluate:
     split = datasets.split(interactions)
     train = split.train_matrix()
   else:
+    split = None
     train = sparse.CSR.from_coo(interactions.users, interactions.items, interactions.ratings, shape)
   max_rating, num_ratings = interactions.max_rating, interactions.num_ratings
   del interactions  # the host copy of a large set is not needed past here
@@ -67,7 +83,32 @@ def measure(
   steps = full_steps if not max_steps else min(max_steps, full_steps)
   if steps < full_steps:
     data = subset(data, steps * per_batch, config.seed, trainer.mesh)
-  state = trainer.init_state(jax.random.fold_in(jax.random.key(config.seed), 0))
+  return Prepared(config, trainer, data, train, split, num_ratings, full_steps, steps)
+
+
+def measure(
+  name: str,
+  *,
+  epochs: int,
+  max_steps: int | None,
+  layers: tuple[int, ...],
+  first_layer: str,
+  evaluate: bool = True,
+  root: str | None = None,
+) -> dict:
+  prepared = prepare(
+    name,
+    layers=layers,
+    first_layer=first_layer,
+    max_steps=max_steps,
+    evaluate=evaluate,
+    root=root,
+  )
+  config, trainer, data = prepared.config, prepared.trainer, prepared.data
+  train, split = prepared.train, prepared.split
+  full_steps, steps = prepared.full_steps, prepared.steps
+  per_batch = trainer.positives_per_batch
+  state = trainer.init_state(training.init_key(config.seed))
 
   began = time.perf_counter()
   epoch_program = trainer.train_epoch.lower(
@@ -108,8 +149,8 @@ def measure(
   instances = full_steps * per_batch * (1 + config.train.neg_ratio)
   return {
     "system": "dmf_jax",
-    "shape": list(shape),
-    "ratings": num_ratings,
+    "shape": list(train.shape),
+    "ratings": prepared.num_ratings,
     "first_layer": data.user_rows.form,
     "layers": list(layers),
     "instances_per_epoch": instances,

@@ -2,7 +2,7 @@
 
   DMF_DATA_DIR=../shared/data python -m benchmarks.profile_step --dataset=amusic --steps=600
 
-Compiles the epoch program over the first `--steps` steps' worth of positives, runs it once to warm
+Compiles the epoch program over `--steps` steps of randomly drawn positives, runs it once to warm
 up, then once under the profiler, and prints the ops that ran once per step with their mean
 microseconds, slowest first (the names are those of the compiled program; `--hlo=FILE` writes its
 text, to look a name up). The profiler adds some time of its own: compare the printed ms/step with
@@ -22,8 +22,7 @@ import time
 import jax
 import numpy as np
 
-from benchmarks import datasets
-from benchmarks.ours import config_for, subset
+from benchmarks.ours import prepare
 from dmf_jax import training
 
 
@@ -50,13 +49,15 @@ def main(argv=None) -> None:
   parser.add_argument("--root", default=None, help="data folder (else $DMF_DATA_DIR)")
   args = parser.parse_args(argv)
 
-  config = config_for(args.dataset, tuple(int(w) for w in args.layers.split(",")), args.first_layer)
-  interactions = datasets.load(args.dataset, args.root)
-  train = datasets.split(interactions).train_matrix()
-  trainer = training.Trainer(config, train.shape)
-  data = training.build_data(config, train, interactions.max_rating, trainer.mesh)
-  data = subset(data, args.steps * trainer.positives_per_batch, config.seed, trainer.mesh)
-  state = trainer.init_state(jax.random.key(config.seed))
+  prepared = prepare(
+    args.dataset,
+    layers=tuple(int(w) for w in args.layers.split(",")),
+    first_layer=args.first_layer,
+    max_steps=args.steps,
+    root=args.root,
+  )
+  config, trainer, data, steps = prepared.config, prepared.trainer, prepared.data, prepared.steps
+  state = trainer.init_state(training.init_key(config.seed))
   keys = training.epoch_keys(config.seed, 1, True)
   program = trainer.train_epoch.lower(state, data, *keys).compile()
   if args.hlo:
@@ -70,10 +71,10 @@ def main(argv=None) -> None:
       state, losses, _ = program(state, data, *training.epoch_keys(config.seed, 2, True))
       np.asarray(losses)
       elapsed = time.perf_counter() - began
-    ops = per_step_ops(pathlib.Path(scratch), args.steps)
+    ops = per_step_ops(pathlib.Path(scratch), steps)
   print(
     f"{args.dataset}, layers {args.layers}, first layer {data.user_rows.form}: "
-    f"{1000 * elapsed / args.steps:.2f} ms/step under the profiler; "
+    f"{1000 * elapsed / steps:.2f} ms/step under the profiler; "
     f"{len(ops)} ops a step, {sum(us for _, us in ops) / 1000:.2f} ms of them"
   )
   for name, us in ops[: args.top]:

@@ -15,8 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import datasets
-from benchmarks.ours import config_for
+from benchmarks.ours import prepare
 from dmf_jax import training
 
 
@@ -34,13 +33,10 @@ def main() -> None:
   args = parser.parse_args()
 
   layers = tuple(int(width) for width in args.layers.split(","))
-  config = config_for(args.dataset, layers, "auto")
-  interactions = datasets.load(args.dataset, args.root)
-  train = datasets.split(interactions).train_matrix()
-  trainer = training.Trainer(config, train.shape)
-  data = training.build_data(config, train, interactions.max_rating, trainer.mesh)
+  prepared = prepare(args.dataset, layers=layers, root=args.root)
+  trainer, data = prepared.trainer, prepared.data
   seeds = range(args.seeds)
-  states = [trainer.init_state(jax.random.key(seed)) for seed in seeds]
+  states = [trainer.init_state(training.init_key(seed)) for seed in seeds]
   keys = [training.epoch_keys(seed, 1, True) for seed in seeds]
   stacked_keys = [jnp.stack([k[i] for k in keys]) for i in range(2)]
 

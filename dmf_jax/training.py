@@ -302,6 +302,11 @@ def cosine_scores(user_vectors_MxD, item_vectors_NxD, users_B):
   return user_vectors_MxD[users_B] @ item_vectors_NxD.T
 
 
+def init_key(seed: int):
+  """The key of a run's initial parameters (epochs draw theirs from `epoch_keys`)."""
+  return jax.random.fold_in(jax.random.key(seed), 0)
+
+
 def epoch_keys(seed: int, epoch: int, resample: bool):
   """(shuffle key, negatives key) of an epoch; negatives reuse epoch 0's key when sampled once."""
   root = jax.random.fold_in(jax.random.key(seed), 1)
@@ -330,9 +335,7 @@ def train(context: Context) -> Outcome:
     start = ckpt.latest_epoch()
     if start is None:
       start = 0
-      state = trainer.init_state(
-        jax.random.fold_in(jax.random.key(config.seed), 0), context.initial_params
-      )
+      state = trainer.init_state(init_key(config.seed), context.initial_params)
       history = []
     else:
       state = ckpt.restore(start, trainer.abstract_state())
