@@ -132,7 +132,7 @@ def measure(
     def evaluate_once():
       # As after each training epoch: every vector once, then sampled and full-ranking metrics
       # of the validation and test sets from one matrix product per batch of users.
-      score_all = training.score_function(trainer, state["params"], data)
+      score_all = training.score_function(trainer, state.params, data)
       for eval_set in eval_sets.values():
         evaluation.evaluate(
           score_all, eval_set, ks=config.eval.ks, batch_size=config.eval.batch_size
@@ -140,7 +140,7 @@ def measure(
 
     for run in ("first", "steady"):
       began = time.perf_counter()
-      jax.block_until_ready(trainer.vectors(state["params"], data))
+      jax.block_until_ready(trainer.vectors(state.params, data))
       timings[f"vectors_{run}"] = time.perf_counter() - began
       began = time.perf_counter()
       evaluate_once()

@@ -43,7 +43,7 @@ def main() -> None:
   began = time.perf_counter()
   one = trainer.train_epoch.lower(states[0], data, *keys[0]).compile()
   compile_one = time.perf_counter() - began
-  together = jax.jit(jax.vmap(trainer._train_epoch, in_axes=(0, None, 0, 0)))
+  together = jax.jit(jax.vmap(trainer.epoch_fn, in_axes=(0, None, 0, 0)))
   began = time.perf_counter()
   many = together.lower(_stack(states), data, *stacked_keys).compile()
   compile_many = time.perf_counter() - began

@@ -1,7 +1,10 @@
 """Orbax checkpoints of a training state, one per epoch, keeping the latest and the best.
 
-The best is the highest validation selection metric, the earliest epoch among equals (the same rule
-as `results.json`). All orbax use sits in this module so that an API move touches one file.
+Each checkpoint holds three items: `params`, `opt_state` (the optimizer's state, Adam's moments),
+and `meta`, a JSON item with the step and what scoring needs (the model's config and the data file's
+path and sha256), so that scoring restores the parameters alone. The best is the highest validation
+selection metric, the earliest epoch among equals (the same rule as `results.json`). All orbax use
+sits in this module so that an API move touches one file.
 """
 
 from __future__ import annotations
@@ -10,7 +13,12 @@ import pathlib
 
 import orbax.checkpoint as ocp
 
+from dmf_jax.errors import UserError
+
 FOLDER = "checkpoints"  # The checkpoints' folder in a run's workdir.
+ITEMS = ("params", "opt_state", "meta")
+# The one item of checkpoints written before the Flax modules: the whole state, params and moments.
+_OLD_ITEM = "state"
 
 
 def _rank(metrics: dict) -> tuple[float, int]:
@@ -19,9 +27,10 @@ def _rank(metrics: dict) -> tuple[float, int]:
 
 
 class Checkpoints:
-  """Saves and restores `{"params", "opt_state"}` pytrees by epoch under `directory`."""
+  """Saves and restores params, optimizer state and meta by epoch under `directory`."""
 
   def __init__(self, directory: pathlib.Path):
+    self.directory = pathlib.Path(directory).absolute()
     options = ocp.CheckpointManagerOptions(
       preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(
         [
@@ -30,7 +39,7 @@ class Checkpoints:
         ]
       ),
     )
-    self._manager = ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options)
+    self._manager = ocp.CheckpointManager(self.directory, item_names=ITEMS, options=options)
 
   def latest_epoch(self) -> int | None:
     return self._manager.latest_step()
@@ -38,29 +47,46 @@ class Checkpoints:
   def epochs(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def save(self, epoch: int, state, selection_value: float) -> None:
+  def save(self, epoch: int, params, opt_state, meta: dict, selection_value: float) -> None:
     self._manager.save(
       epoch,
-      args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+      args=ocp.args.Composite(
+        params=ocp.args.StandardSave(params),
+        opt_state=ocp.args.StandardSave(opt_state),
+        meta=ocp.args.JsonSave(meta),
+      ),
       metrics={"value": float(selection_value), "epoch": epoch},
     )
 
-  def restore(self, epoch: int, abstract_state):
-    """The state saved at `epoch`, restored onto the shapes, dtypes and shardings of
-    `abstract_state` (`jax.ShapeDtypeStruct`s), whatever mesh it was saved from."""
-    self._manager.wait_until_finished()
-    restored = self._manager.restore(
-      epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+  def restore(self, epoch: int, abstract_params, abstract_opt_state):
+    """(params, opt_state, meta) saved at `epoch`, restored onto the shapes, dtypes and shardings
+    of the abstract trees (`jax.ShapeDtypeStruct`s), whatever mesh they were saved from."""
+    restored = self._restore(
+      epoch,
+      params=ocp.args.StandardRestore(abstract_params),
+      opt_state=ocp.args.StandardRestore(abstract_opt_state),
+      meta=ocp.args.JsonRestore(),
     )
-    return restored["state"]
+    return restored["params"], restored["opt_state"], restored["meta"]
 
-  def restore_as_saved(self, epoch: int):
-    """The state saved at `epoch` with the shapes it was saved with, to check before use."""
+  def restore_params(self, epoch: int, abstract_params):
+    """The params saved at `epoch` alone (no optimizer state), onto `abstract_params`."""
+    return self._restore(epoch, params=ocp.args.StandardRestore(abstract_params))["params"]
+
+  def restore_params_as_saved(self, epoch: int):
+    """The params saved at `epoch` with the shapes they were saved with, to check before use."""
+    return self._restore(epoch, params=ocp.args.StandardRestore())["params"]
+
+  def _restore(self, epoch: int, **items):
     self._manager.wait_until_finished()
-    restored = self._manager.restore(
-      epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore())
-    )
-    return restored["state"]
+    folder = self.directory / str(epoch)
+    if (folder / _OLD_ITEM).is_dir() and not (folder / "params").is_dir():
+      run = self.directory.parent
+      raise UserError(
+        f"{folder}: written by an older dmf_jax, whose checkpoints held one 'state' item (before "
+        f"the Flax modules); retrain the run: remove {run} and run the command that trained it again"
+      )
+    return self._manager.restore(epoch, args=ocp.args.Composite(**items))
 
   def close(self) -> None:
     self._manager.wait_until_finished()

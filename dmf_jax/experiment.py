@@ -182,7 +182,7 @@ def check_config(config: config_dict.ConfigDict) -> None:
     )
   if config.eval.batch_size < 1:
     raise ConfigError(f"eval.batch_size={config.eval.batch_size}: must be at least 1")
-  if config.model.name in training.SPECS:
+  if config.model.name in training.FAMILIES:
     training.check_config(config)
 
 

@@ -1,11 +1,14 @@
-"""Point-wise losses of the paper (Section 3.3), pure functions of one prediction and its target.
+"""Point-wise losses (paper Section 3.3), pure functions of a prediction and its target, vmapped
+over a batch.
 
-The prediction is the cosine score, floored at mu = 1e-6 (Eq. 13) because a cosine can be negative,
-and capped just below 1 so that log(1 - y) stays finite; ranking uses the raw cosine.
+DMF and LFM predict a cosine, floored at mu = 1e-6 (Eq. 13) because a cosine can be negative, and
+capped just below 1 so that log(1 - y) stays finite; ranking uses the raw cosine. The NCF models
+predict logits, whose cross entropy needs no clipping.
 """
 
 import jax
 import jax.numpy as jnp
+import optax
 
 MU = 1e-6  # Eq. 13.
 LOSSES = ("ce", "nce")
@@ -32,3 +35,13 @@ def target(loss: str, rating: jax.Array, max_rating: float) -> jax.Array:
 
 
 batched_binary_cross_entropy = jax.vmap(binary_cross_entropy)
+
+
+def cosine_cross_entropy(scores_PxC: jax.Array, targets_PxC: jax.Array) -> jax.Array:
+  """The cross entropy of every (user, item) cosine of a batch, float32[P * C]."""
+  return batched_binary_cross_entropy(scores_PxC.reshape(-1), targets_PxC.reshape(-1))
+
+
+def logit_cross_entropy(logits_PxC: jax.Array, targets_PxC: jax.Array) -> jax.Array:
+  """The cross entropy of every (user, item) logit of a batch (NCF), float32[P * C]."""
+  return optax.sigmoid_binary_cross_entropy(logits_PxC, targets_PxC).reshape(-1)

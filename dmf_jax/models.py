@@ -1,63 +1,83 @@
-"""DMF's two towers (paper Eq. 5 and 7), the LFM of Table 3, and the cosine score (Eq. 8).
+"""DMF's two towers (paper Eq. 5 and 7), the LFM of Table 3, and the cosine score (Eq. 8), as Flax
+modules over a sparse Y.
 
-Parameters are plain pytrees and every function here is pure, so the training step can be one
-`jax.jit`-compiled program. A tower's first layer is linear without bias or activation
-(l1 = W1 x, Eq. 5); each further layer is ReLU(W l + b). Its input x is a row of Y for users and a
-column of Y for items, and reaches the first layer in one of three forms (`model.first_layer`):
+Flax `linen`, not NNX: linen's `init`/`apply` already are the pure functions the trainer jits,
+vmaps and shards, taking and returning a plain params dict; that dict is also what lets a first
+layer be applied to a gathered block of W1's rows alone (a sparse-row optimizer's need), where NNX
+would wrap the same `split`/`merge` around every step.
 
-- `dense`: rows gathered from a dense Y on device, then one matrix product. Fastest while Y is
-  small; memory is M x N.
-- `padded`: each row as its nonzeros padded to the longest row, the first layer an embedding bag
-  (W1[indices] weighted by the ratings, summed). Cost follows batch x longest row.
-- `segment`: the batch's nonzeros concatenated and summed per row with a segment sum. Cost follows
-  the batch's nonzeros.
+A tower's first layer is linear without bias or activation (l1 = W1 x, Eq. 5); each further layer
+is ReLU(W l + b). Its input x is a row of Y for users and a column of Y for items: `SparseRows`
+holds that side of Y on device as a `jax.experimental.sparse.BCOO` (rows sorted, row offsets kept
+beside it), never as a dense Y. Every first-layer form (`model.first_layer`) gathers its batch's
+rows from the BCOO and differs only in how they meet W1:
 
-`auto` takes `dense` while the dense Y has at most `DENSE_MAX_ENTRIES` entries, on a CPU only if at
-least `DENSE_MIN_DENSITY` of them are nonzero, else `segment`; `padded` was the slowest form on
-every CPU measurement (`benchmarks/`).
+- `dense`: the batch's rows densified into a [batch, columns] block, then one matrix product.
+  Fastest while rows are not too sparse (its backward is a dense product too).
+- `padded`: the rows as a BCOO with one batch dimension, each padded to the longest row, met by an
+  embedding bag (W1[indices] weighted by the ratings, summed). Cost follows batch x longest row.
+- `segment`: the batch's nonzeros laid end to end and summed per row with a segment sum. Cost
+  follows the batch's nonzeros, and W1's gradient is a scatter of those rows only.
+
+`auto` takes `dense` while Y has at most `DENSE_MAX_ENTRIES` entries, on a CPU only if at least
+`DENSE_MIN_DENSITY` of them are nonzero, else `segment`; `padded` was the slowest form on every CPU
+measurement (`benchmarks/`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
+from jax.experimental import sparse as jsparse
 
 from dmf_jax import sparse
+from dmf_jax.parallel import MODEL
 
 FIRST_LAYERS = ("auto", "dense", "padded", "segment")
-# 2^26 float32 entries (256 MiB for Y and as much for its transpose) keeps the dense form well inside
-# one accelerator and a laptop; ML-100k (1.6M), ML-1M (22M) and Amazon Music (16M) fall below it.
+# 2^26 entries (256 MiB as float32 for a [batch, columns] world of rows) keeps the dense form well
+# inside one accelerator and a laptop; ML-100k (1.6M), ML-1M (22M) and Amazon Music (16M) fall below.
 DENSE_MAX_ENTRIES = 1 << 26
 # On a CPU, below this density a batch's nonzeros cost less than its dense rows. Measured on 2 CPU
 # cores at layers (64, 64, 64), 500 steps per form, two runs: ML-100k (6.3% nonzero) trains 2.9-3.3x
 # faster dense than segment, an ML-1M-shaped set (4.5%) 6.5-8.5x, and Amazon Music (0.28%) 1.1-1.5x
-# faster segment than dense. A GPU reads dense rows at memory speed while the segment sum's scatter
-# does not keep up: on one H200, whole epochs of Amazon Music took 0.12 s dense against 0.52 s
-# segment (benchmarks/results/gpu-h200-forms.log), so there dense wins at any density that fits.
+# faster segment than dense. A GPU multiplies dense rows at memory speed while the segment sum's
+# scatter does not keep up: on one H200, whole epochs of Amazon Music took 0.12 s dense against
+# 0.52 s segment (benchmarks/results/gpu-h200-forms.log), so there dense wins at any density that fits.
 DENSE_MIN_DENSITY = 0.01
 INIT_STDDEV = 0.01  # Paper Section 4.1: N(0, 0.01) initialisation.
 _EPS = 1e-12
 
+init_normal = nn.initializers.normal(INIT_STDDEV)
+
 
 @dataclasses.dataclass(frozen=True)
-class ModelSpec:
-  """How a trained model scores: pure functions of (params, data, ids), `data` the training data.
+class Family:
+  """A model family as data: what the trainer, evaluation and serving need of it.
 
-  DMF and LFM give latent vectors (`user_vectors`, `item_vectors`) scored by their cosine; a model
-  that scores a (user, item) pair by other means gives logits instead: `pair_logits(params, data,
-  users_P, items_PxC) -> float32[P, C]` for training and `score_all(params, data, users_B) ->
-  float32[B, N]` for evaluation.
+  `module(config, shape)` is its Flax module, called as `(user_rows, item_rows, users_P, items_PxC)
+  -> scores float32[P, C]`; `point_loss(scores, targets)` its per-instance loss (`losses`);
+  `optimizer(config)` its optax transformation; `check_config(config)` fails on fields it cannot
+  train with. A `two_tower` module also has `user_vectors` and `item_vectors`, whose cosines are its
+  scores; any other has `score_all(users_B) -> float32[B, N]`.
   """
 
-  init: Callable
-  user_vectors: Callable | None = None
-  item_vectors: Callable | None = None
-  pair_logits: Callable | None = None
-  score_all: Callable | None = None
+  module: Callable
+  point_loss: Callable
+  optimizer: Callable
+  check_config: Callable
+  two_tower: bool
+
+
+def by_rows(init):
+  """`init` for a weight whose rows are users or items: its rows split over the mesh's `model` axis
+  (Flax partitioning metadata, read by `parallel.param_shardings`)."""
+  return nn.with_partitioning(init, (MODEL, None))
 
 
 def resolve_first_layer(name: str, shape: tuple[int, int], nnz: int, platform: str) -> str:
@@ -70,141 +90,234 @@ def resolve_first_layer(name: str, shape: tuple[int, int], nnz: int, platform: s
   return "dense" if entries <= DENSE_MAX_ENTRIES and dense_enough else "segment"
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class Rows:
-  """The rows of one side of Y (users: Y_i*, items: Y_*j^T) in the form the first layer reads.
+@struct.dataclass
+class SparseRows:
+  """The rows of one side of Y (users: Y_i*, items: Y_*j^T) on device, and how a tower reads them.
 
-  Exactly one form is filled: `dense` (float32[R, C]); `indices`/`values` padded rows (int32 and
-  float32 [R, L], padding index C); or the CSR arrays `indptr`/`indices`/`values` for `segment`,
-  read in batches of at most `batch_rows` rows. A `segment` batch is read as `shards` equal parts,
-  one per device of the mesh's `data` axis, each with a buffer of `capacity` nonzeros (the sum of
-  the `batch_rows / shards` longest rows), so each device handles its own part's nonzeros.
+  `matrix` is a BCOO with sorted rows and `offsets[r]:offsets[r + 1]` its entries of row r. A batch
+  of at most `batch_rows` rows is read as `shards` equal parts, one per device of the mesh's `data`
+  axis. `dense` and `segment` lay a part's nonzeros in a buffer whose p-th row holds `staircase[p]`
+  slots, the p-th longest row of Y; `padded` reads each row at the longest row's `width`.
   """
 
-  dense: jax.Array | None = None
-  indices: jax.Array | None = None
-  values: jax.Array | None = None
-  indptr: jax.Array | None = None
-  num_columns: int = dataclasses.field(default=0, metadata=dict(static=True))
-  batch_rows: int = dataclasses.field(default=0, metadata=dict(static=True))
-  capacity: int = dataclasses.field(default=0, metadata=dict(static=True))
-  shards: int = dataclasses.field(default=1, metadata=dict(static=True))
-  form: str = dataclasses.field(default="dense", metadata=dict(static=True))
+  matrix: jsparse.BCOO
+  offsets: jax.Array  # int32[R + 1]
+  form: str = struct.field(pytree_node=False, default="dense")
+  batch_rows: int = struct.field(pytree_node=False, default=0)
+  staircase: tuple[int, ...] = struct.field(pytree_node=False, default=())
+  width: int = struct.field(pytree_node=False, default=1)
+  shards: int = struct.field(pytree_node=False, default=1)
 
   @classmethod
-  def build(cls, matrix: sparse.CSR, form: str, batch_rows: int, shards: int = 1) -> Rows:
-    """`matrix`'s rows in `form`, for batches of at most `batch_rows` rows (`shards` parts)."""
-    if form == "dense":
-      return cls(dense=jnp.asarray(matrix.to_dense()), num_columns=matrix.shape[1], form=form)
-    if form == "padded":
-      indices, values = matrix.padded()
-      return cls(
-        indices=jnp.asarray(indices),
-        values=jnp.asarray(values),
-        num_columns=matrix.shape[1],
-        form=form,
-      )
-    if form == "segment":
-      longest = np.sort(matrix.row_lengths())[::-1][: batch_rows // shards]
-      return cls(
-        indices=jnp.asarray(matrix.indices),
-        values=jnp.asarray(matrix.values),
-        indptr=jnp.asarray(matrix.indptr.astype(np.int32)),
-        num_columns=matrix.shape[1],
-        batch_rows=batch_rows,
-        capacity=max(int(longest.sum()), 1),
-        shards=shards,
-        form=form,
-      )
-    raise ValueError(f"unknown first-layer form {form!r}")
-
-
-def first_layer(w1_CxH: jax.Array, rows: Rows, ids_B: jax.Array) -> jax.Array:
-  """l1 = x W1 for the rows `ids_B` of `rows`, float32[B, H]."""
-  if rows.form == "dense":
-    return rows.dense[ids_B] @ w1_CxH
-  if rows.form == "padded":
-    idx_BxL, val_BxL = rows.indices[ids_B], rows.values[ids_B]
-    gathered_BxLxH = jnp.take(w1_CxH, idx_BxL, axis=0, mode="fill", fill_value=0)
-    return jnp.einsum("blh,bl->bh", gathered_BxLxH, val_BxL)
-  batch = ids_B.shape[0]
-  if batch > rows.batch_rows:
-    raise ValueError(
-      f"a batch of {batch} rows exceeds the {rows.batch_rows} these rows were built for"
+  def from_csr(cls, matrix: sparse.CSR, form: str, batch_rows: int, shards: int = 1) -> SparseRows:
+    """`matrix`'s rows for batches of at most `batch_rows` rows (`shards` parts) in `form`."""
+    if form not in FIRST_LAYERS[1:]:
+      raise ValueError(f"unknown first-layer form {form!r}")
+    lengths = matrix.row_lengths()
+    longest = np.sort(lengths)[::-1][: max(batch_rows // shards, 1)]
+    longest = np.pad(longest, (0, max(batch_rows // shards, 1) - longest.size))
+    indices = np.stack([matrix.row_ids(), matrix.indices], axis=1)
+    bcoo = jsparse.BCOO(
+      (jnp.asarray(matrix.values), jnp.asarray(indices, jnp.int32)),
+      shape=matrix.shape,
+      indices_sorted=True,
+      unique_indices=True,
     )
-  ids_SxR = ids_B.reshape(rows.shards, batch // rows.shards)
-  return jax.vmap(lambda ids_R: _segment_first_layer(w1_CxH, rows, ids_R))(ids_SxR).reshape(
-    batch, -1
+    return cls(
+      matrix=bcoo,
+      offsets=jnp.asarray(matrix.indptr.astype(np.int32)),
+      form=form,
+      batch_rows=batch_rows,
+      staircase=tuple(int(n) for n in longest),
+      width=max(int(lengths.max(initial=0)), 1),
+      shards=shards,
+    )
+
+  @property
+  def num_columns(self) -> int:
+    return self.matrix.shape[1]
+
+  def times(self, w1_CxH: jax.Array, ids_B: jax.Array) -> jax.Array:
+    """The rows `ids_B` times W1 (l1 = x W1, Eq. 5), float32[B, H], in this rows' form."""
+    if self.form == "padded":
+      return _padded_times(self, w1_CxH, ids_B)
+    batch = ids_B.shape[0]
+    if batch > self.batch_rows:
+      raise ValueError(
+        f"a batch of {batch} rows exceeds the {self.batch_rows} these rows were built for"
+      )
+    ids_SxR = ids_B.reshape(self.shards, batch // self.shards)
+    return jax.vmap(lambda ids_R: _distinct_rows_times(self, w1_CxH, ids_R))(ids_SxR).reshape(
+      batch, -1
+    )
+
+
+def _padded_times(rows: SparseRows, w1_CxH: jax.Array, ids_B: jax.Array) -> jax.Array:
+  """The `padded` form: the batch's rows gathered into a BCOO with one batch dimension (each row
+  padded to `width` with an out-of-range column), met by an embedding bag. Tried: the library's
+  `bcoo_dot_general` on that BCOO, 4.3-4.9 ms forward and backward at 32 rows against 1.8-2.4 ms for
+  the embedding bag (jax 0.10.2, 2 CPU cores)."""
+  slot_L = jnp.arange(rows.width)
+  starts_B = rows.offsets[ids_B]
+  valid_BxL = slot_L < (rows.offsets[ids_B + 1] - starts_B)[:, None]
+  entry_BxL = jnp.where(valid_BxL, starts_B[:, None] + slot_L, 0)
+  batch_rows = jsparse.BCOO(
+    (
+      jnp.where(valid_BxL, rows.matrix.data[entry_BxL], 0.0),
+      jnp.where(valid_BxL, rows.matrix.indices[entry_BxL, 1], rows.num_columns)[..., None],
+    ),
+    shape=(ids_B.shape[0], rows.num_columns),
   )
+  gathered_BxLxH = jnp.take(w1_CxH, batch_rows.indices[..., 0], axis=0, mode="fill", fill_value=0)
+  return jnp.einsum("blh,bl->bh", gathered_BxLxH, batch_rows.data)
 
 
-def _segment_first_layer(w1_CxH: jax.Array, rows: Rows, ids_R: jax.Array) -> jax.Array:
-  """The `segment` form of one shard's rows: the nonzeros of its distinct rows are laid end to end
-  in a buffer that holds the longest distinct rows a shard can draw (a row drawn twice is read
-  once and copied, so repeats cannot overflow it); slots past the real total are masked out."""
+def _distinct_rows_times(rows: SparseRows, w1_CxH: jax.Array, ids_R: jax.Array) -> jax.Array:
+  """The `dense` and `segment` forms of one shard's rows.
+
+  The shard's distinct rows (a row drawn twice is read once and its product copied), longest first,
+  are laid end to end in a buffer whose p-th row has room for the p-th longest row of Y (the
+  `staircase`), so every batch fits and each slot's row is fixed when the program is compiled;
+  slots past a row's length are masked out. `dense` sets them into a [rows, columns] block and
+  multiplies; `segment` weights the rows of W1 they name and sums per row.
+
+  Tried for `dense`, per training step of an ML-100k batch's item rows (256 rows, 2 CPU cores,
+  forward and backward): the library's `BCOO.todense` of the buffer 1.65-1.95 ms, each slot's row
+  found by a cumulative sum 1.6 ms (the sum alone 0.49 ms); this layout with a set into a block with
+  a padding column 1.4 ms (today's dense Y on device, gathered: 1.1 ms).
+  """
   num_rows = ids_R.shape[0]
+  widths = np.asarray(rows.staircase[:num_rows])
+  owner_T = np.repeat(np.arange(num_rows, dtype=np.int32), widths)
+  offset_T = np.arange(owner_T.size, dtype=np.int32) - np.repeat(np.cumsum(widths) - widths, widths)
   order_R = jnp.argsort(ids_R)
   sorted_R = ids_R[order_R]
   first_R = jnp.concatenate([jnp.ones(1, bool), sorted_R[1:] != sorted_R[:-1]])
-  starts_R = rows.indptr[sorted_R]
-  lengths_R = jnp.where(first_R, rows.indptr[sorted_R + 1] - starts_R, 0)
-  ends_R = jnp.cumsum(lengths_R)
-  slots_T = jnp.arange(rows.capacity)
-  owner_T = jnp.minimum(jnp.searchsorted(ends_R, slots_T, side="right"), num_rows - 1)
-  entry_T = starts_R[owner_T] + slots_T - (ends_R[owner_T] - lengths_R[owner_T])
-  valid_T = slots_T < ends_R[-1]
-  entry_T = jnp.where(valid_T, entry_T, 0)
-  weighted_TxH = (
-    w1_CxH[rows.indices[entry_T]] * jnp.where(valid_T, rows.values[entry_T], 0.0)[:, None]
-  )
-  distinct_RxH = jax.ops.segment_sum(weighted_TxH, owner_T, num_segments=num_rows)
+  starts_R = rows.offsets[sorted_R]
+  lengths_R = jnp.where(first_R, rows.offsets[sorted_R + 1] - starts_R, 0)
+  longest_first_R = jnp.argsort(-lengths_R, stable=True)
+  valid_T = offset_T < lengths_R[longest_first_R][owner_T]
+  entry_T = jnp.where(valid_T, starts_R[longest_first_R][owner_T] + offset_T, 0)
+  values_T = jnp.where(valid_T, rows.matrix.data[entry_T], 0.0)
+  columns_T = rows.matrix.indices[entry_T, 1]
+  if rows.form == "dense":
+    # Column C pads: masked slots land there, so every slot has its own place, in order.
+    padded = rows.num_columns + 1
+    block = jnp.zeros(num_rows * padded).at[
+      owner_T * padded + jnp.where(valid_T, columns_T, padded - 1)
+    ]
+    block = block.set(values_T, mode="promise_in_bounds", indices_are_sorted=True)
+    distinct_RxH = block.reshape(num_rows, padded)[:, :-1] @ w1_CxH
+  else:
+    distinct_RxH = jax.ops.segment_sum(
+      w1_CxH[columns_T] * values_T[:, None], owner_T, num_segments=num_rows, indices_are_sorted=True
+    )
   first_of_R = jax.lax.cummax(jnp.where(first_R, jnp.arange(num_rows), 0))
-  return distinct_RxH[first_of_R][jnp.argsort(order_R)]
+  back_R = jnp.argsort(longest_first_R)[first_of_R][jnp.argsort(order_R)]
+  return distinct_RxH[back_R]
 
 
-def init_tower(key: jax.Array, input_dim: int, widths) -> list[dict]:
-  """Parameters of one tower: W1 without bias, then (w, b) per further layer."""
-  layers, previous = [], input_dim
-  for index, width in enumerate(widths):
-    key, sub = jax.random.split(key)
-    layer = {"w": INIT_STDDEV * jax.random.normal(sub, (previous, width), jnp.float32)}
-    if index:
-      layer["b"] = jnp.zeros((width,), jnp.float32)
-    layers.append(layer)
-    previous = width
-  return layers
+def placeholder_rows(num_columns: int) -> SparseRows:
+  """One row of `num_columns` columns holding a single stored zero: enough to initialise a tower,
+  whose parameter shapes depend on Y's shape only."""
+  return SparseRows.from_csr(sparse.CSR.from_coo([0], [0], [0.0], (1, num_columns)), "dense", 1)
 
 
-def tower_from_first_layer(layers: list[dict], l1_BxH: jax.Array) -> jax.Array:
-  """The rest of a tower after its first layer: ReLU(W l + b) per layer (Eq. 5)."""
-  out = l1_BxH
-  for layer in layers[1:]:
-    out = jax.nn.relu(out @ layer["w"] + layer["b"])
-  return out
-
-
-def tower(layers: list[dict], rows: Rows, ids_B: jax.Array) -> jax.Array:
-  """Latent vectors (p_i or q_j, Eq. 7) of the rows `ids_B`, float32[B, D]."""
-  return tower_from_first_layer(layers, first_layer(layers[0]["w"], rows, ids_B))
-
-
-def init_dmf(key: jax.Array, shape: tuple[int, int], user_layers, item_layers) -> dict:
-  user_key, item_key = jax.random.split(key)
+def init_params(module: nn.Module, key: jax.Array, shape: tuple[int, int]):
+  """`module`'s initial parameters for a Y of `shape`, their partitioning metadata kept
+  (`nn.unbox` drops it)."""
   num_users, num_items = shape
-  return {
-    "user": init_tower(user_key, num_items, user_layers),
-    "item": init_tower(item_key, num_users, item_layers),
-  }
+  return module.init(
+    key,
+    placeholder_rows(num_items),
+    placeholder_rows(num_users),
+    jnp.zeros(1, jnp.int32),
+    jnp.zeros((1, 1), jnp.int32),
+  )["params"]
 
 
-def init_lfm(key: jax.Array, shape: tuple[int, int], factors: int) -> dict:
-  """LFM (Table 3): a one-layer DMF whose input is a one-hot id, i.e. learnt vectors."""
-  user_key, item_key = jax.random.split(key)
-  return {
-    "user": INIT_STDDEV * jax.random.normal(user_key, (shape[0], factors), jnp.float32),
-    "item": INIT_STDDEV * jax.random.normal(item_key, (shape[1], factors), jnp.float32),
-  }
+class FirstLayer(nn.Module):
+  """A tower's first layer, l1 = W1 x without bias (Eq. 5), over rows of Y. W1 (`kernel`) has one
+  row per column of Y, so its rows are split over the mesh's `model` axis."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, rows: SparseRows, ids_B: jax.Array) -> jax.Array:
+    kernel = self.param(
+      "kernel", by_rows(init_normal), (rows.num_columns, self.features), jnp.float32
+    )
+    return rows.times(kernel, ids_B)
+
+
+class Tower(nn.Module):
+  """A tower (Eq. 7): rows of Y to latent vectors, float32[B, widths[-1]]. Its parameters are
+  `first/kernel`, then `hidden_<i>/{kernel,bias}` for each further layer, ReLU(W l + b) (Eq. 5)."""
+
+  widths: Sequence[int]
+
+  @nn.compact
+  def __call__(self, rows: SparseRows, ids_B: jax.Array) -> jax.Array:
+    out = FirstLayer(self.widths[0], name="first")(rows, ids_B)
+    for index, width in enumerate(self.widths[1:]):
+      out = nn.relu(nn.Dense(width, kernel_init=init_normal, name=f"hidden_{index}")(out))
+    return out
+
+
+def pair_cosines(p_PxD: jax.Array, q_PCxD: jax.Array) -> jax.Array:
+  """Cosines of P users each against its C items (q laid out user-major), float32[P, C]."""
+  count = q_PCxD.shape[0] // p_PxD.shape[0]
+  return batched_cosine(jnp.repeat(p_PxD, count, axis=0), q_PCxD).reshape(-1, count)
+
+
+class DMF(nn.Module):
+  """DMF (Section 3.2): a user tower over rows of Y and an item tower over its columns, scored by
+  their cosine. Parameters `user_tower/...` and `item_tower/...`."""
+
+  user_layers: Sequence[int]
+  item_layers: Sequence[int]
+
+  def setup(self):
+    self.user_tower = Tower(tuple(self.user_layers))
+    self.item_tower = Tower(tuple(self.item_layers))
+
+  def user_vectors(self, user_rows: SparseRows, ids_B: jax.Array) -> jax.Array:
+    return self.user_tower(user_rows, ids_B)
+
+  def item_vectors(self, item_rows: SparseRows, ids_B: jax.Array) -> jax.Array:
+    return self.item_tower(item_rows, ids_B)
+
+  def __call__(self, user_rows, item_rows, users_P, items_PxC) -> jax.Array:
+    """Cosines of P users against their C items each, float32[P, C]."""
+    p_PxD = self.user_vectors(user_rows, users_P)
+    return pair_cosines(p_PxD, self.item_vectors(item_rows, items_PxC.reshape(-1)))
+
+
+class LFM(nn.Module):
+  """LFM (Table 3): a one-layer DMF whose input is a one-hot id, i.e. learnt vectors. Parameters
+  `user_embedding/embedding` and `item_embedding/embedding`."""
+
+  num_users: int
+  num_items: int
+  factors: int
+
+  def setup(self):
+    self.user_embedding = nn.Embed(
+      self.num_users, self.factors, embedding_init=by_rows(init_normal)
+    )
+    self.item_embedding = nn.Embed(
+      self.num_items, self.factors, embedding_init=by_rows(init_normal)
+    )
+
+  def user_vectors(self, user_rows, ids_B: jax.Array) -> jax.Array:
+    return self.user_embedding(ids_B)
+
+  def item_vectors(self, item_rows, ids_B: jax.Array) -> jax.Array:
+    return self.item_embedding(ids_B)
+
+  def __call__(self, user_rows, item_rows, users_P, items_PxC) -> jax.Array:
+    p_PxD = self.user_vectors(user_rows, users_P)
+    return pair_cosines(p_PxD, self.item_vectors(item_rows, items_PxC.reshape(-1)))
 
 
 def _norm(v_D: jax.Array) -> jax.Array:

@@ -1,9 +1,10 @@
-"""The NCF family (He et al., WWW 2017): GMF, MLP and NeuMF, and NeuMF-p's pretrained start.
+"""The NCF family (He et al., WWW 2017): GMF, MLP and NeuMF as one Flax module, and NeuMF-p's
+pretrained start.
 
-One pure function scores all three. A model's params hold a "gmf" part (embeddings p_u, q_i; GMF's
-vector is p_u * q_i), an "mlp" part (embeddings and ReLU layers over their concatenation), or both
-(NeuMF), and an "out" layer h over the concatenation of the parts' vectors (NCF Eq. 9-12). The
-scores are logits: ranking by them equals ranking by NCF's sigmoid, without float32's ties near 1.
+A model's params hold a `gmf` part (embeddings p_u, q_i; GMF's vector is p_u * q_i), an `mlp` part
+(embeddings and ReLU layers over their concatenation), or both (NeuMF), and an `out` layer h over
+the concatenation of the parts' vectors (NCF Eq. 9-12). The scores are logits: ranking by them
+equals ranking by NCF's sigmoid, without float32's ties near 1.
 
 Users and items broadcast against each other, so the same code scores P positives with their C
 sampled items ([P, 1] against [P, C]) and a batch of users against the catalogue ([B, 1] against
@@ -19,13 +20,15 @@ from __future__ import annotations
 
 import os
 import pathlib
+from collections.abc import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dmf_jax import checkpoints, models
+from dmf_jax import checkpoints, losses, models
 from dmf_jax.errors import ConfigError
 from dmf_jax.workdir import Workdir
 
@@ -35,63 +38,94 @@ OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
 _PART_FIELDS = {"gmf": ("ncf_factors",), "mlp": ("ncf_mlp_layers",)}
 
 
-def init(key: jax.Array, shape: tuple[int, int], name: str, factors: int, mlp_layers) -> dict:
-  """Parameters of `name` (gmf, mlp or neumf) for a Y of `shape`, initialised as NCF's code does:
-  embeddings N(0, 0.01), ReLU layers Glorot-uniform, h LeCun-uniform, biases zero."""
-  num_users, num_items = shape
-  keys = iter(jax.random.split(key, 4 + len(mlp_layers)))  # 4 embedding tables, layers, h
-
-  def embeddings(count, size):
-    return models.INIT_STDDEV * jax.random.normal(next(keys), (count, size), jnp.float32)
-
-  params, widths = {}, []
-  if name in ("gmf", "neumf"):
-    params["gmf"] = {"user": embeddings(num_users, factors), "item": embeddings(num_items, factors)}
-    widths.append(factors)
-  if name in ("mlp", "neumf"):
-    half = mlp_layers[0] // 2
-    layers = [
-      {
-        "w": jax.nn.initializers.glorot_uniform()(next(keys), (fan_in, fan_out), jnp.float32),
-        "b": jnp.zeros((fan_out,), jnp.float32),
-      }
-      for fan_in, fan_out in zip(mlp_layers[:-1], mlp_layers[1:], strict=True)
-    ]
-    params["mlp"] = {
-      "user": embeddings(num_users, half),
-      "item": embeddings(num_items, half),
-      "layers": layers,
-    }
-    widths.append(mlp_layers[-1])
-  h = jax.nn.initializers.lecun_uniform()(next(keys), (sum(widths), 1), jnp.float32)
-  params["out"] = {"w": h[:, 0], "b": jnp.zeros((), jnp.float32)}
-  return params
+def _embedding(count: int, size: int, name: str) -> nn.Embed:
+  return nn.Embed(count, size, embedding_init=models.by_rows(models.init_normal), name=name)
 
 
-def _gmf_vectors(part: dict, users: jax.Array, items: jax.Array) -> jax.Array:
-  return part["user"][users] * part["item"][items]
+class GMF(nn.Module):
+  """GMF's vector p_u * q_i (NCF Eq. 9). Parameters `user/embedding`, `item/embedding`."""
+
+  num_users: int
+  num_items: int
+  factors: int
+
+  @nn.compact
+  def __call__(self, users: jax.Array, items: jax.Array) -> jax.Array:
+    user = _embedding(self.num_users, self.factors, "user")(users)
+    return user * _embedding(self.num_items, self.factors, "item")(items)
 
 
-def _mlp_vectors(part: dict, users: jax.Array, items: jax.Array) -> jax.Array:
-  first, *rest = part["layers"]
-  half = part["user"].shape[1]
-  out = jax.nn.relu(
-    part["user"][users] @ first["w"][:half] + part["item"][items] @ first["w"][half:] + first["b"]
-  )
-  for layer in rest:
-    out = jax.nn.relu(out @ layer["w"] + layer["b"])
-  return out
+class PairDense(nn.Module):
+  """A dense layer over [p, q], computed as p W_p + q W_q + b: scoring the catalogue multiplies each
+  user's and each item's embedding once, not each pair's."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, p: jax.Array, q: jax.Array) -> jax.Array:
+    half = p.shape[-1]
+    kernel = self.param(
+      "kernel", nn.initializers.glorot_uniform(), (half + q.shape[-1], self.features), jnp.float32
+    )
+    bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+    return p @ kernel[:half] + q @ kernel[half:] + bias
 
 
-def logits(params: dict, users: jax.Array, items: jax.Array) -> jax.Array:
-  """Logits of every (user, item) pair that `users` and `items` broadcast to (e.g. [P, 1] and
-  [P, C], or [B, 1] and [1, N])."""
-  parts = []
-  if "gmf" in params:
-    parts.append(_gmf_vectors(params["gmf"], users, items))
-  if "mlp" in params:
-    parts.append(_mlp_vectors(params["mlp"], users, items))
-  return jnp.concatenate(parts, axis=-1) @ params["out"]["w"] + params["out"]["b"]
+class MLP(nn.Module):
+  """The MLP's vector (NCF Eq. 10): ReLU layers over [p_u, q_i]. Parameters `user/embedding`,
+  `item/embedding` (each half of `layers[0]` wide), then `layer_<i>/{kernel,bias}` per further width,
+  Glorot-uniform as NCF's code initialises them."""
+
+  num_users: int
+  num_items: int
+  layers: Sequence[int]
+
+  @nn.compact
+  def __call__(self, users: jax.Array, items: jax.Array) -> jax.Array:
+    half = self.layers[0] // 2
+    p = _embedding(self.num_users, half, "user")(users)
+    q = _embedding(self.num_items, half, "item")(items)
+    out = nn.relu(PairDense(self.layers[1], name="layer_0")(p, q))
+    glorot = nn.initializers.glorot_uniform()
+    for index, width in enumerate(self.layers[2:], start=1):
+      out = nn.relu(nn.Dense(width, kernel_init=glorot, name=f"layer_{index}")(out))
+    return out
+
+
+class NCF(nn.Module):
+  """GMF, MLP or NeuMF (`parts`), scored by logits h^T [vectors] + b (NCF Eq. 11-12). Parameters
+  `gmf/...`, `mlp/...` and `out/{kernel,bias}` (h LeCun-uniform)."""
+
+  num_users: int
+  num_items: int
+  parts: tuple[str, ...]
+  factors: int
+  mlp_layers: Sequence[int]
+
+  def setup(self):
+    if "gmf" in self.parts:
+      self.gmf = GMF(self.num_users, self.num_items, self.factors)
+    if "mlp" in self.parts:
+      self.mlp = MLP(self.num_users, self.num_items, tuple(self.mlp_layers))
+    self.out = nn.Dense(1, kernel_init=nn.initializers.lecun_uniform())
+
+  def logits(self, users: jax.Array, items: jax.Array) -> jax.Array:
+    """Logits of every (user, item) pair that `users` and `items` broadcast to (e.g. [P, 1] and
+    [P, C], or [B, 1] and [1, N])."""
+    vectors = [getattr(self, part)(users, items) for part in self.parts]
+    return self.out(jnp.concatenate(vectors, axis=-1))[..., 0]
+
+  def __call__(self, user_rows, item_rows, users_P, items_PxC) -> jax.Array:
+    return self.logits(users_P[:, None], items_PxC)
+
+  def score_all(self, users_B: jax.Array) -> jax.Array:
+    return self.logits(users_B[:, None], jnp.arange(self.num_items)[None])
+
+
+def module(config, shape: tuple[int, int]) -> NCF:
+  model = config.model
+  parts = {"gmf": ("gmf",), "mlp": ("mlp",), "neumf": ("gmf", "mlp")}[model.name]
+  return NCF(*shape, parts, model.ncf_factors, tuple(model.ncf_mlp_layers))
 
 
 def from_pretrained(gmf: dict, mlp: dict, alpha: float) -> dict:
@@ -100,25 +134,12 @@ def from_pretrained(gmf: dict, mlp: dict, alpha: float) -> dict:
     "gmf": gmf["gmf"],
     "mlp": mlp["mlp"],
     "out": {
-      "w": jnp.concatenate([alpha * gmf["out"]["w"], (1.0 - alpha) * mlp["out"]["w"]]),
-      "b": alpha * gmf["out"]["b"] + (1.0 - alpha) * mlp["out"]["b"],
+      "kernel": jnp.concatenate(
+        [alpha * gmf["out"]["kernel"], (1.0 - alpha) * mlp["out"]["kernel"]]
+      ),
+      "bias": alpha * gmf["out"]["bias"] + (1.0 - alpha) * mlp["out"]["bias"],
     },
   }
-
-
-def spec(config, shape: tuple[int, int]) -> models.ModelSpec:
-  model = config.model
-  all_items_1xN = jnp.arange(shape[1])[None]
-  return models.ModelSpec(
-    init=lambda key: init(key, shape, model.name, model.ncf_factors, tuple(model.ncf_mlp_layers)),
-    pair_logits=lambda params, data, users_P, items_PxC: logits(
-      params, users_P[:, None], items_PxC
-    ),
-    score_all=lambda params, data, users_B: logits(params, users_B[:, None], all_items_1xN),
-  )
-
-
-SPECS = {name: spec for name in NAMES}
 
 
 def is_pretrained(config) -> bool:
@@ -156,6 +177,15 @@ def check_config(config) -> None:
     )
 
 
+FAMILY = models.Family(
+  module=module,
+  point_loss=losses.logit_cross_entropy,
+  optimizer=optimizer,
+  check_config=check_config,
+  two_tower=False,
+)
+
+
 def pretraining_workdir(template: str, workdir: pathlib.Path, seed: int) -> pathlib.Path:
   """A `model.neumf_*_workdir` value with `{workdir}` (this run's workdir) and `{seed}` (its
   model seed) filled in."""
@@ -179,10 +209,9 @@ def pretrained_params(
   for name in ("gmf", "mlp"):
     field = f"model.neumf_{name}_workdir"
     path = pretraining_workdir(config.model[f"neumf_{name}_workdir"], workdir, config.seed)
+    part = NCF(*shape, (name,), config.model.ncf_factors, tuple(config.model.ncf_mlp_layers))
     expected = jax.eval_shape(
-      lambda name=name: init(
-        jax.random.key(0), shape, name, config.model.ncf_factors, config.model.ncf_mlp_layers
-      )
+      lambda part=part: nn.unbox(models.init_params(part, jax.random.key(0), shape))
     )
     parts[name] = _restore_part(
       config, field, name, path, expected, data_sha256=data_sha256, split_key=split_key
@@ -223,7 +252,7 @@ def _restore_part(config, field, name, path, expected, *, data_sha256, split_key
   try:
     if epoch not in ckpt.epochs():
       raise ConfigError(f"{where}: no checkpoint of its best epoch {epoch} in {ckpt_dir}")
-    params = ckpt.restore_as_saved(epoch)["params"]
+    params = ckpt.restore_params_as_saved(epoch)
   finally:
     ckpt.close()
   saved = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(params)}

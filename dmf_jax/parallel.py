@@ -13,6 +13,7 @@ The axes are `Auto` (compiler-propagated) rather than `Explicit`, and shardings 
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import optax
 from jax.sharding import AxisType, Mesh, NamedSharding
@@ -62,35 +63,34 @@ def check_batch(mesh: Mesh, positives_per_batch: int) -> None:
     )
 
 
-def param_shardings(mesh: Mesh, params, shape: tuple[int, int]):
-  """Weights whose rows are users or items (first layers, embeddings) split by rows over `model`;
-  everything else replicated."""
+def param_shardings(mesh: Mesh, boxed_params):
+  """Shardings of a Flax module's params from their partitioning metadata (`models.by_rows`):
+  weights whose rows are users or items split by rows over `model`, everything else replicated.
+
+  Args:
+    boxed_params: the params (or their shapes) as `init` returns them, metadata boxes included.
+  """
   model = mesh.shape[MODEL]
-
-  def place(leaf):
-    if model > 1 and leaf.ndim == 2 and leaf.shape[0] in shape:
-      if leaf.shape[0] % model:
-        raise ConfigError(
-          f"mesh.model={model} must divide the rows of the user- and item-indexed weights "
-          f"({shape[0]} users, {shape[1]} items)"
-        )
-      return NamedSharding(mesh, P(MODEL, None))
-    return replicated(mesh)
-
-  return jax.tree.map(place, params)
+  for path, leaf in jax.tree_util.tree_leaves_with_path(
+    boxed_params, is_leaf=lambda x: isinstance(x, nn.Partitioned)
+  ):
+    if isinstance(leaf, nn.Partitioned) and MODEL in leaf.names and leaf.value.shape[0] % model:
+      raise ConfigError(
+        f"mesh.model={model} must divide the rows of params{jax.tree_util.keystr(path)} "
+        f"({leaf.value.shape[0]})"
+      )
+  return nn.get_sharding(boxed_params, mesh)
 
 
-def state_shardings(mesh: Mesh, optimizer, abstract_state, shape: tuple[int, int]):
-  """Shardings of a `{"params", "opt_state"}` state: Adam's moments follow their parameters."""
-  params = param_shardings(mesh, abstract_state["params"], shape)
-  opt_state = optax.tree_map_params(
+def opt_state_shardings(mesh: Mesh, optimizer, abstract_opt_state, params_shardings):
+  """Shardings of an optax state: Adam's moments follow their parameters."""
+  return optax.tree_map_params(
     optimizer,
     lambda _, sharding: sharding,
-    abstract_state["opt_state"],
-    params,
+    abstract_opt_state,
+    params_shardings,
     transform_non_params=lambda _: replicated(mesh),
   )
-  return {"params": params, "opt_state": opt_state}
 
 
 def replicate(tree, mesh: Mesh):

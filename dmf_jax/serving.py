@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_dict
 
-from dmf_jax import baselines, models, ncf, protocol, sparse, training
+from dmf_jax import baselines, checkpoints, models, ncf, protocol, sparse, training
 from dmf_jax import data as data_lib
 from dmf_jax.errors import UserError
 from dmf_jax.workdir import Workdir
@@ -74,14 +74,14 @@ class Recommender:
   def _restore(self, run: Workdir) -> None:
     name = self.config.model.name
     self.user_vectors = self.item_vectors = self._score_all = None
-    if name in training.SPECS:
+    if name in training.FAMILIES:
       trainer = training.Trainer(self.config, self.train.shape)
-      ckpt = training.checkpoints.Checkpoints(run.file(training.CHECKPOINT_DIR))
+      ckpt = checkpoints.Checkpoints(run.file(checkpoints.FOLDER))
       try:
-        state = ckpt.restore(self.results["best_epoch"], trainer.abstract_state())
+        self.params = ckpt.restore_params(self.results["best_epoch"], trainer.abstract_params())
       finally:
         ckpt.close()
-      self.params = state["params"]
+      self._module = trainer.module
       max_target = 1.0 if self.config.data.implicit else self.data.max_rating
       train_data = training.build_data(self.config, self.train, max_target, trainer.mesh)
       if trainer.score_all is not None:
@@ -129,8 +129,11 @@ class Recommender:
       return self._popularity.copy()
     if name == "itemknn":
       return baselines.itemknn_scores(row, self._knn)[0]
-    p_1xD = models.tower_from_first_layer(
-      self.params["user"], jnp.asarray(row.to_dense()) @ self.params["user"][0]["w"]
+    p_1xD = self._module.apply(
+      {"params": self.params},
+      models.SparseRows.from_csr(row, "dense", 1),
+      jnp.zeros(1, jnp.int32),
+      method="user_vectors",
     )
     return np.asarray(models.normalize(p_1xD) @ self.item_vectors.T)[0]
 

@@ -1,10 +1,12 @@
 """Towers, cosine and losses against hand-computed values; first-layer forms; gradients."""
 
+import flax.linen as nn
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import sparse as jsparse
 
 from dmf_jax import losses, models, sparse
 
@@ -38,21 +40,6 @@ def test_losses_by_hand():
   assert np.isfinite(losses.binary_cross_entropy(jnp.array(1.0), 0.0))
 
 
-def test_tower_follows_eq5():
-  key = jax.random.key(0)
-  layers = models.init_tower(key, 4, (3, 2))
-  assert "b" not in layers[0] and layers[1]["b"].shape == (2,)
-  x = jnp.array([[1.0, 0.0, 2.0, 0.0]])
-  w1, w2, b2 = layers[0]["w"], layers[1]["w"], layers[1]["b"] + 0.5
-  layers[1]["b"] = b2
-  expected = np.maximum((np.asarray(x) @ np.asarray(w1)) @ np.asarray(w2) + 0.5, 0)
-  got = models.tower_from_first_layer(layers, x @ w1)
-  np.testing.assert_allclose(got, expected, rtol=1e-5)
-  # A one-layer tower is linear: p = W1 x, negative entries included.
-  one = models.init_tower(key, 4, (3,))
-  np.testing.assert_allclose(models.tower_from_first_layer(one, x @ one[0]["w"]), x @ one[0]["w"])
-
-
 def _random_csr(seed=0, shape=(20, 30)):
   rng = np.random.default_rng(seed)
   dense = (rng.random(shape) < 0.2) * rng.integers(1, 6, shape).astype(np.float32)
@@ -61,45 +48,104 @@ def _random_csr(seed=0, shape=(20, 30)):
   return sparse.CSR.from_coo(r, c, dense[r, c], shape)
 
 
+def _tower_params(widths, num_columns, key=0):
+  tower = models.Tower(widths)
+  rows = models.placeholder_rows(num_columns)
+  return tower, nn.unbox(tower.init(jax.random.key(key), rows, jnp.zeros(1, jnp.int32)))["params"]
+
+
+def test_tower_follows_eq5_with_named_parameters():
+  tower, params = _tower_params((3, 2), 4)
+  assert jax.tree.map(jnp.shape, params) == {
+    "first": {"kernel": (4, 3)},  # W1 without bias (Eq. 5)
+    "hidden_0": {"kernel": (3, 2), "bias": (2,)},
+  }
+  params["hidden_0"]["bias"] = params["hidden_0"]["bias"] + 0.5
+  row = sparse.CSR.from_coo([0, 0], [0, 2], [1.0, 2.0], (1, 4))
+  rows = models.SparseRows.from_csr(row, "dense", 1)
+  x = np.array([[1.0, 0.0, 2.0, 0.0]])
+  w1, w2 = np.asarray(params["first"]["kernel"]), np.asarray(params["hidden_0"]["kernel"])
+  expected = np.maximum((x @ w1) @ w2 + 0.5, 0)
+  got = tower.apply({"params": params}, rows, jnp.zeros(1, jnp.int32))
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  # A one-layer tower is linear: p = W1 x, negative entries included.
+  one, one_params = _tower_params((3,), 4)
+  np.testing.assert_allclose(
+    one.apply({"params": one_params}, rows, jnp.zeros(1, jnp.int32)),
+    x @ np.asarray(one_params["first"]["kernel"]),
+    rtol=1e-6,
+  )
+
+
+def test_dmf_parameters_are_named_and_initialised_from_n_0_001():
+  module = models.DMF((256, 64), (128, 64))
+  params = nn.unbox(models.init_params(module, jax.random.key(0), (300, 500)))
+  shapes = {
+    jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(params)
+  }
+  assert shapes == {
+    "['item_tower']['first']['kernel']": (300, 128),
+    "['item_tower']['hidden_0']['bias']": (64,),
+    "['item_tower']['hidden_0']['kernel']": (128, 64),
+    "['user_tower']['first']['kernel']": (500, 256),
+    "['user_tower']['hidden_0']['bias']": (64,),
+    "['user_tower']['hidden_0']['kernel']": (256, 64),
+  }
+  w1 = np.asarray(params["user_tower"]["first"]["kernel"])
+  assert abs(w1.mean()) < 1e-3 and w1.std() == pytest.approx(0.01, rel=0.02)
+  assert not np.any(params["user_tower"]["hidden_0"]["bias"])
+
+
+@pytest.mark.parametrize("form", ["dense", "padded", "segment"])
+def test_each_form_reads_the_rows_of_the_bcoo(form):
+  # Times the identity, a form gives back the rows it read: every entry, nothing else.
+  matrix = _random_csr()
+  rows = models.SparseRows.from_csr(matrix, form, 6, shards=2)
+  assert isinstance(rows.matrix, jsparse.BCOO)
+  np.testing.assert_array_equal(rows.matrix.todense(), matrix.to_dense())
+  ids = jnp.array([3, 0, 19, 0, 7, 5])  # an empty row, and a row drawn twice across shards
+  np.testing.assert_array_equal(
+    jax.jit(rows.times)(jnp.eye(30), ids), matrix.to_dense()[np.asarray(ids)]
+  )
+
+
 @pytest.mark.parametrize("form", ["padded", "segment"])
 def test_sparse_first_layers_match_dense_in_value_and_gradient(form):
   matrix = _random_csr()
-  layers = models.init_tower(jax.random.key(1), 30, (8, 4))
+  tower, params = _tower_params((8, 4), 30, key=1)
   ids = jnp.array([3, 0, 5, 19, 3])
 
-  def objective(layers, rows):
-    return jnp.sum(jnp.sin(models.tower(layers, rows, ids)))
+  def objective(params, rows):
+    return jnp.sum(jnp.sin(tower.apply({"params": params}, rows, ids)))
 
-  dense = models.Rows.build(matrix, "dense", 5)
-  other = models.Rows.build(matrix, form, 5)
+  dense = models.SparseRows.from_csr(matrix, "dense", 5)
+  other = models.SparseRows.from_csr(matrix, form, 5)
   np.testing.assert_allclose(
-    models.tower(layers, other, ids), models.tower(layers, dense, ids), rtol=1e-5, atol=1e-7
+    tower.apply({"params": params}, other, ids),
+    tower.apply({"params": params}, dense, ids),
+    rtol=1e-5,
+    atol=1e-7,
   )
-  grads_dense = jax.grad(objective)(layers, dense)
-  grads_other = jax.grad(objective)(layers, other)
+  grads_dense = jax.grad(objective)(params, dense)
+  grads_other = jax.grad(objective)(params, other)
   for a, b in zip(jax.tree.leaves(grads_dense), jax.tree.leaves(grads_other), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
 
 
-def test_segment_batch_of_the_longest_row_repeated_matches_dense():
-  # Its buffer holds the batch_rows longest distinct rows; a batch that draws the longest row
+@pytest.mark.parametrize("form", ["dense", "segment"])
+def test_batch_of_the_longest_row_repeated_fits(form):
+  # The buffer holds the batch_rows longest distinct rows; a batch that draws the longest row
   # every time must not overflow it.
   matrix = _random_csr()
   longest = int(np.argmax(matrix.row_lengths()))
   ids = jnp.array([longest] * 4 + [0])
   w1 = jax.random.normal(jax.random.key(2), (30, 6))
-  dense = models.Rows.build(matrix, "dense", 5)
-  segment = models.Rows.build(matrix, "segment", 5)
-
-  def objective(w1, rows):
-    return jnp.sum(jnp.sin(models.first_layer(w1, rows, ids)))
-
-  np.testing.assert_allclose(
-    models.first_layer(w1, segment, ids), models.first_layer(w1, dense, ids), rtol=1e-5, atol=1e-6
-  )
-  np.testing.assert_allclose(
-    jax.grad(objective)(w1, segment), jax.grad(objective)(w1, dense), rtol=1e-4, atol=1e-6
-  )
+  rows = models.SparseRows.from_csr(matrix, form, 5)
+  x = matrix.to_dense()[np.asarray(ids)]
+  expected = x @ np.asarray(w1)
+  np.testing.assert_allclose(rows.times(w1, ids), expected, rtol=1e-5, atol=1e-5)
+  gradient = jax.grad(lambda w1: jnp.sum(jnp.sin(rows.times(w1, ids))))(w1)
+  np.testing.assert_allclose(gradient, x.T @ np.cos(expected), rtol=1e-4, atol=1e-5)
 
 
 def test_auto_first_layer_rule():
@@ -117,23 +163,23 @@ def test_gradient_matches_finite_differences():
   jax.config.update("jax_enable_x64", True)
   try:
     matrix = _random_csr(seed=2, shape=(6, 7))
-    rows = models.Rows.build(matrix, "dense", 3)
-    rows = models.Rows(dense=rows.dense.astype(jnp.float64), num_columns=7, form="dense")
+    rows = models.SparseRows.from_csr(matrix, "dense", 3)
+    data64 = rows.matrix.data.astype(jnp.float64)
+    rows = rows.replace(matrix=jsparse.BCOO((data64, rows.matrix.indices), shape=(6, 7)))
+    tower, params = _tower_params((5, 3), 7, key=3)
     # Weights scaled up and positive biases keep the ReLUs active and the cosines inside the
     # clip range (0, 1), where the loss is smooth and finite differences are meaningful.
-    layers = jax.tree.map(
-      lambda a: a.astype(jnp.float64) * 30, models.init_tower(jax.random.key(3), 7, (5, 3))
-    )
-    layers[1]["b"] = jnp.full(3, 0.5, jnp.float64)
+    params = jax.tree.map(lambda a: a.astype(jnp.float64) * 30, params)
+    params["hidden_0"]["bias"] = jnp.full(3, 0.5, jnp.float64)
     items = jnp.asarray(np.abs(np.random.default_rng(4).normal(size=(3, 3))) + 0.1)
     ids = jnp.array([0, 2, 5])
 
-    def loss(layers):
-      scores = models.batched_cosine(models.tower(layers, rows, ids), items)
+    def loss(params):
+      scores = models.batched_cosine(tower.apply({"params": params}, rows, ids), items)
       return jnp.sum(losses.batched_binary_cross_entropy(scores, jnp.array([1.0, 0.6, 0.0])))
 
-    analytic = jax.grad(loss)(layers)
-    flat, unravel = jax.flatten_util.ravel_pytree(layers)
+    analytic = jax.grad(loss)(params)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
     eps = 1e-6
     numeric = np.array(
       [

@@ -3,13 +3,14 @@
 import json
 import shutil
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import dmf_jax
-from dmf_jax import checkpoints, experiment, ncf, sweep, training
+from dmf_jax import checkpoints, experiment, models, ncf, sweep, training
 from dmf_jax.errors import ConfigError, UserError
 from tests.conftest import assert_one_line_error, launch
 from tests.test_training import data_root, tiny_config  # noqa: F401 (fixture)
@@ -22,13 +23,15 @@ def _numpy_logit(params, u, i):
   """One (user, item) logit, written out from NCF Eq. 9-12 (`params` as numpy arrays)."""
   vectors = []
   if "gmf" in params:
-    vectors.append(params["gmf"]["user"][u] * params["gmf"]["item"][i])
+    vectors.append(params["gmf"]["user"]["embedding"][u] * params["gmf"]["item"]["embedding"][i])
   if "mlp" in params:
-    x = np.concatenate([params["mlp"]["user"][u], params["mlp"]["item"][i]])
-    for layer in params["mlp"]["layers"]:
-      x = np.maximum(x @ layer["w"] + layer["b"], 0.0)
+    mlp = params["mlp"]
+    x = np.concatenate([mlp["user"]["embedding"][u], mlp["item"]["embedding"][i]])
+    for index in range(len(mlp) - 2):
+      layer = mlp[f"layer_{index}"]
+      x = np.maximum(x @ layer["kernel"] + layer["bias"], 0.0)
     vectors.append(x)
-  return np.concatenate(vectors) @ params["out"]["w"] + params["out"]["b"]
+  return (np.concatenate(vectors) @ params["out"]["kernel"] + params["out"]["bias"])[0]
 
 
 def _with_random_biases(params, key):
@@ -38,51 +41,62 @@ def _with_random_biases(params, key):
   return jax.tree_util.tree_unflatten(
     tree,
     [
-      jax.random.normal(k, v.shape) if path[-1].key == "b" else v
+      jax.random.normal(k, v.shape) if path[-1].key == "bias" else v
       for k, (path, v) in zip(keys, leaves, strict=True)
     ],
   )
+
+
+def _module(parts, shape=SHAPE, factors=FACTORS, layers=LAYERS):
+  return ncf.NCF(*shape, parts, factors, layers)
+
+
+def _init(parts, key):
+  params = nn.unbox(models.init_params(_module(parts), jax.random.key(key), SHAPE))
+  return _with_random_biases(params, jax.random.key(key + 1))
 
 
 @pytest.mark.parametrize("name", ncf.NAMES)
 def test_scores_match_numpy(name):
   config = tiny_config("unused", **{"model.name": name})
   config.model.ncf_factors, config.model.ncf_mlp_layers = FACTORS, LAYERS
-  spec = ncf.spec(config, SHAPE)
-  params = _with_random_biases(spec.init(jax.random.key(0)), jax.random.key(1))
+  module = ncf.module(config, SHAPE)
+  params = _with_random_biases(
+    nn.unbox(models.init_params(module, jax.random.key(0), SHAPE)), jax.random.key(1)
+  )
   as_numpy = jax.tree.map(np.asarray, params)
   expected = np.array([[_numpy_logit(as_numpy, u, i) for i in range(SHAPE[1])] for u in range(3)])
 
   users_B = jnp.array([2, 0, 1])
-  np.testing.assert_allclose(spec.score_all(params, None, users_B), expected[[2, 0, 1]], rtol=1e-5)
+  np.testing.assert_allclose(
+    module.apply({"params": params}, users_B, method="score_all"), expected[[2, 0, 1]], rtol=1e-5
+  )
   users_P, items_PxC = jnp.array([1, 2]), jnp.array([[4, 0, 3], [1, 1, 2]])
   np.testing.assert_allclose(
-    spec.pair_logits(params, None, users_P, items_PxC),
+    module.apply({"params": params}, None, None, users_P, items_PxC),
     expected[users_P[:, None], items_PxC],
     rtol=1e-5,
   )
 
 
 def test_from_pretrained_copies_parts_and_weights_the_output():
-  gmf = _with_random_biases(
-    ncf.init(jax.random.key(0), SHAPE, "gmf", FACTORS, LAYERS), jax.random.key(1)
-  )
-  mlp = _with_random_biases(
-    ncf.init(jax.random.key(2), SHAPE, "mlp", FACTORS, LAYERS), jax.random.key(3)
-  )
+  gmf, mlp = _init(("gmf",), 0), _init(("mlp",), 2)
   neumf = ncf.from_pretrained(gmf, mlp, alpha=0.3)
-  assert jax.tree.structure(neumf) == jax.tree.structure(
-    ncf.init(jax.random.key(0), SHAPE, "neumf", FACTORS, LAYERS)
-  )
-  assert_mixture(neumf, gmf, mlp, 0.3, num_users=3, num_items=5)
+  assert jax.tree.structure(neumf) == jax.tree.structure(_init(("gmf", "mlp"), 0))
+  assert_mixture(neumf, gmf, mlp, 0.3, shape=SHAPE, factors=FACTORS, layers=LAYERS)
 
 
-def assert_mixture(neumf, gmf, mlp, alpha, *, num_users, num_items):
+def assert_mixture(neumf, gmf, mlp, alpha, *, shape, factors, layers):
   """NeuMF's logits are alpha * GMF's + (1 - alpha) * MLP's for every user and item."""
-  users, items = jnp.arange(num_users)[:, None], jnp.arange(num_items)[None]
+  users, items = jnp.arange(shape[0])[:, None], jnp.arange(shape[1])[None]
+
+  def logits(parts, params):
+    module = _module(parts, shape, factors, layers)
+    return module.apply({"params": params}, users, items, method="logits")
+
   np.testing.assert_allclose(
-    ncf.logits(neumf, users, items),
-    alpha * ncf.logits(gmf, users, items) + (1 - alpha) * ncf.logits(mlp, users, items),
+    logits(("gmf", "mlp"), neumf),
+    alpha * logits(("gmf",), gmf) + (1 - alpha) * logits(("mlp",), mlp),
     rtol=1e-5,
     atol=1e-6,
   )
@@ -100,7 +114,7 @@ def _best_params(workdir):
   trainer = training.Trainer(config, (30, 40))
   ckpt = checkpoints.Checkpoints(workdir / checkpoints.FOLDER)
   try:
-    return ckpt.restore(results["best_epoch"], trainer.abstract_state())["params"]
+    return ckpt.restore_params(results["best_epoch"], trainer.abstract_params())
   finally:
     ckpt.close()
 
@@ -132,9 +146,10 @@ def test_neumf_p_starts_exactly_from_the_best_gmf_and_mlp(table, data_root):  # 
     for a, b in zip(jax.tree.leaves(start[part]), jax.tree.leaves(source[part]), strict=True):
       np.testing.assert_array_equal(a, b)
   np.testing.assert_array_equal(
-    start["out"]["w"], np.concatenate([0.5 * gmf["out"]["w"], 0.5 * mlp["out"]["w"]])
+    start["out"]["kernel"],
+    np.concatenate([0.5 * gmf["out"]["kernel"], 0.5 * mlp["out"]["kernel"]]),
   )
-  assert_mixture(start, gmf, mlp, 0.5, num_users=30, num_items=40)
+  assert_mixture(start, gmf, mlp, 0.5, shape=(30, 40), factors=4, layers=(8, 4))
   # NeuMF-p then trained with SGD, and serves its known users.
   assert run.results["model"] == "neumf"
   assert [len(r) for r in run.recommend(["1", "2"], k=3)] == [3, 3]
@@ -174,7 +189,7 @@ def test_other_split_is_refused(table, data_root):  # noqa: F811
     ("results.json", "its gmf run has not finished"),
     ("checkpoints", "no checkpoints folder"),
     ("config.json", "holds no dmf_jax run"),
-    ("factors in config.json", r"holds params\['gmf'\]\['item'\] of shape \(40, 4\), this NeuMF needs \(40, 8\)"),
+    ("factors in config.json", r"holds params\['gmf'\]\['item'\]\['embedding'\] of shape \(40, 4\), this NeuMF needs \(40, 8\)"),
   ],
 )  # fmt: skip
 def test_damaged_pretraining_run_is_refused(table, data_root, tmp_path, damage, match):  # noqa: F811

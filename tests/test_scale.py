@@ -13,9 +13,10 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
 from configs import default
-from dmf_jax import parallel
+from dmf_jax import parallel, training
 from dmf_jax.errors import ConfigError
 from dmf_jax.workdir import Workdir
 from tests.conftest import REPO, synthetic_rows, write_ml100k
@@ -105,14 +106,14 @@ w1 = jax.random.normal(jax.random.key(1), (shape[1], width))
 ids = jnp.asarray(rng.integers(0, shape[0], batch))
 
 def objective(w1, rows, ids):
-  return jnp.sum(jnp.sin(models.first_layer(w1, rows, ids)))
+  return jnp.sum(jnp.sin(rows.times(w1, ids)))
 
 def value_and_grad(w1, rows, ids):
-  return models.first_layer(w1, rows, ids), jax.grad(objective)(w1, rows, ids)
+  return rows.times(w1, ids), jax.grad(objective)(w1, rows, ids)
 
 out = []
 for form in ("dense", "padded", "segment"):
-  reference = jax.jit(value_and_grad)(w1, models.Rows.build(matrix, form, batch), ids)
+  reference = jax.jit(value_and_grad)(w1, models.SparseRows.from_csr(matrix, form, batch), ids)
   for data, model in json.loads(sys.argv[1]):
     mesh = parallel.make_mesh(config_dict.ConfigDict({"mesh": {"data": data, "model": model}}))
     split_rows = NamedSharding(mesh, P(parallel.MODEL, None))
@@ -121,7 +122,7 @@ for form in ("dense", "padded", "segment"):
       in_shardings=(split_rows, parallel.replicated(mesh), parallel.batch_sharding(mesh)),
       out_shardings=(parallel.batch_sharding(mesh), split_rows),
     )
-    sharded_rows = parallel.replicate(models.Rows.build(matrix, form, batch, data), mesh)
+    sharded_rows = parallel.replicate(models.SparseRows.from_csr(matrix, form, batch, data), mesh)
     args = (jax.device_put(w1, split_rows), sharded_rows, ids)
     # No device may assemble the whole of W1: the gather runs where its rows live.
     whole = f"f32[{shape[1]},{width}]"
@@ -169,3 +170,29 @@ def test_only_process_zero_writes_the_run_files(tmp_path, monkeypatch):
   monkeypatch.setattr(jax, "process_index", lambda: 0)
   run.start(default.get_config())
   assert (tmp_path / "run" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["dmf", "lfm", "neumf"])
+def test_user_and_item_indexed_weights_split_by_rows_from_their_flax_metadata(name):
+  config = default.get_config()
+  config.model.name = name
+  config.model.neumf_gmf_workdir = config.model.neumf_mlp_workdir = ""  # NeuMF with Adam
+  trainer = training.Trainer(config, (40, 30))
+  split = P(parallel.MODEL, None)
+  specs = {
+    jax.tree_util.keystr(path): leaf.sharding.spec
+    for path, leaf in jax.tree_util.tree_leaves_with_path(trainer.abstract_params())
+  }
+  by_rows = {path for path, spec in specs.items() if spec == split}
+  expected = {
+    "dmf": {"['user_tower']['first']['kernel']", "['item_tower']['first']['kernel']"},
+    "lfm": {"['user_embedding']['embedding']", "['item_embedding']['embedding']"},
+    "neumf": {
+      f"['{part}']['{side}']['embedding']" for part in ("gmf", "mlp") for side in ("user", "item")
+    },
+  }[name]
+  assert by_rows == expected
+  assert all(spec == P() for path, spec in specs.items() if path not in expected)
+  # Adam's moments follow their parameters.
+  moments = [s for s in jax.tree.leaves(trainer.abstract_opt_state()) if s.ndim == 2]
+  assert sum(m.sharding.spec == split for m in moments) == 2 * len(expected)
