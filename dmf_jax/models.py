@@ -27,6 +27,7 @@ measurement (`benchmarks/`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -96,26 +97,42 @@ class SparseRows:
 
   `matrix` is a BCOO with sorted rows and `offsets[r]:offsets[r + 1]` its entries of row r. A batch
   of at most `batch_rows` rows is read as `shards` equal parts, one per device of the mesh's `data`
-  axis. `dense` and `segment` lay a part's nonzeros in a buffer whose p-th row holds `staircase[p]`
-  slots, the p-th longest row of Y; `padded` reads each row at the longest row's `width`.
+  axis. `dense` and `segment` lay a part's distinct rows, longest first, in a buffer whose p-th row
+  has `staircase[p]` slots: the first of `staircases` that the part fits (see `staircase_for`), the
+  last (each p-th longest row of Y) fitting every part. `padded` reads each row at the longest
+  row's `width`.
   """
 
   matrix: jsparse.BCOO
   offsets: jax.Array  # int32[R + 1]
   form: str = struct.field(pytree_node=False, default="dense")
   batch_rows: int = struct.field(pytree_node=False, default=0)
-  staircase: tuple[int, ...] = struct.field(pytree_node=False, default=())
+  staircases: tuple[tuple[int, ...], ...] = struct.field(pytree_node=False, default=())
   width: int = struct.field(pytree_node=False, default=1)
   shards: int = struct.field(pytree_node=False, default=1)
 
   @classmethod
-  def from_csr(cls, matrix: sparse.CSR, form: str, batch_rows: int, shards: int = 1) -> SparseRows:
-    """`matrix`'s rows for batches of at most `batch_rows` rows (`shards` parts) in `form`."""
+  def from_csr(
+    cls,
+    matrix: sparse.CSR,
+    form: str,
+    batch_rows: int,
+    shards: int = 1,
+    typical_batches: np.ndarray | None = None,
+  ) -> SparseRows:
+    """`matrix`'s rows for batches of at most `batch_rows` rows (`shards` parts) in `form`;
+    `typical_batches` (int[n, batch_rows]), batches drawn as training draws them, size a staircase
+    that they all fit, tried before the one that fits any batch."""
     if form not in FIRST_LAYERS[1:]:
       raise ValueError(f"unknown first-layer form {form!r}")
     lengths = matrix.row_lengths()
-    longest = np.sort(lengths)[::-1][: max(batch_rows // shards, 1)]
-    longest = np.pad(longest, (0, max(batch_rows // shards, 1) - longest.size))
+    part = max(batch_rows // shards, 1)
+    staircases = [tuple(int(n) for n in _longest_first(lengths, np.arange(matrix.shape[0]), part))]
+    if typical_batches is not None:
+      parts = typical_batches.reshape(-1, part)
+      typical = np.max([_longest_first(lengths, rows, part) for rows in parts], axis=0)
+      if typical.sum() < TYPICAL_SHARE * sum(staircases[0]):
+        staircases.insert(0, tuple(int(n) for n in typical))
     indices = np.stack([matrix.row_ids(), matrix.indices], axis=1)
     bcoo = jsparse.BCOO(
       (jnp.asarray(matrix.values), jnp.asarray(indices, jnp.int32)),
@@ -128,7 +145,7 @@ class SparseRows:
       offsets=jnp.asarray(matrix.indptr.astype(np.int32)),
       form=form,
       batch_rows=batch_rows,
-      staircase=tuple(int(n) for n in longest),
+      staircases=tuple(staircases),
       width=max(int(lengths.max(initial=0)), 1),
       shards=shards,
     )
@@ -146,10 +163,23 @@ class SparseRows:
       raise ValueError(
         f"a batch of {batch} rows exceeds the {self.batch_rows} these rows were built for"
       )
+    if self.shards == 1:
+      return _distinct_rows_times(self, w1_CxH, ids_B)
     ids_SxR = ids_B.reshape(self.shards, batch // self.shards)
     return jax.vmap(lambda ids_R: _distinct_rows_times(self, w1_CxH, ids_R))(ids_SxR).reshape(
       batch, -1
     )
+
+
+# A staircase sized on typical batches is kept when it has at most this share of the slots of the
+# one that fits every batch: below that, the check and the second compiled branch pay for themselves.
+TYPICAL_SHARE = 0.8
+
+
+def _longest_first(lengths: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:
+  """The lengths of the distinct `rows`, longest first, padded with zeros to `size`."""
+  distinct = np.sort(lengths[np.unique(rows)])[::-1][:size]
+  return np.pad(distinct, (0, size - distinct.size))
 
 
 def _padded_times(rows: SparseRows, w1_CxH: jax.Array, ids_B: jax.Array) -> jax.Array:
@@ -176,45 +206,97 @@ def _distinct_rows_times(rows: SparseRows, w1_CxH: jax.Array, ids_R: jax.Array) 
   """The `dense` and `segment` forms of one shard's rows.
 
   The shard's distinct rows (a row drawn twice is read once and its product copied), longest first,
-  are laid end to end in a buffer whose p-th row has room for the p-th longest row of Y (the
-  `staircase`), so every batch fits and each slot's row is fixed when the program is compiled;
-  slots past a row's length are masked out. `dense` sets them into a [rows, columns] block and
-  multiplies; `segment` weights the rows of W1 they name and sums per row.
+  are laid end to end in a buffer whose p-th row has a fixed number of slots (a staircase), so each
+  slot's row is known when the program is compiled; slots past a row's length are masked out.
+  `dense` adds the slots into a [rows, columns] block and multiplies; `segment` weights the rows of
+  W1 they name and sums per row. Repeats and the order come from comparing every pair of the
+  shard's rows, which costs less than sorting them on a CPU. The batch takes the first staircase of
+  `rows.staircases` that it fits (`lax.cond`), so its work follows a typical batch's nonzeros, not
+  the worst batch's.
 
-  Tried for `dense`, per training step of an ML-100k batch's item rows (256 rows, 2 CPU cores,
-  forward and backward): the library's `BCOO.todense` of the buffer 1.65-1.95 ms, each slot's row
-  found by a cumulative sum 1.6 ms (the sum alone 0.49 ms); this layout with a set into a block with
-  a padding column 1.4 ms (today's dense Y on device, gathered: 1.1 ms).
+  Tried for `dense`, per step of an ML-100k batch's item rows (256 rows, 2 CPU cores, forward and
+  backward): the library's `BCOO.todense` of the buffer 1.65-1.95 ms, each slot's row found by a
+  cumulative sum over the slots 1.6 ms (the sum alone 0.49 ms), rows ordered by sorting 1.4 ms,
+  by comparing pairs in the staircase that fits every batch 1.3 ms; the dense Y on device that this
+  replaces, gathered, 0.9-1.1 ms.
   """
   num_rows = ids_R.shape[0]
-  widths = np.asarray(rows.staircase[:num_rows])
-  owner_T = np.repeat(np.arange(num_rows, dtype=np.int32), widths)
-  offset_T = np.arange(owner_T.size, dtype=np.int32) - np.repeat(np.cumsum(widths) - widths, widths)
-  order_R = jnp.argsort(ids_R)
-  sorted_R = ids_R[order_R]
-  first_R = jnp.concatenate([jnp.ones(1, bool), sorted_R[1:] != sorted_R[:-1]])
-  starts_R = rows.offsets[sorted_R]
-  lengths_R = jnp.where(first_R, rows.offsets[sorted_R + 1] - starts_R, 0)
-  longest_first_R = jnp.argsort(-lengths_R, stable=True)
-  valid_T = offset_T < lengths_R[longest_first_R][owner_T]
-  entry_T = jnp.where(valid_T, starts_R[longest_first_R][owner_T] + offset_T, 0)
-  values_T = jnp.where(valid_T, rows.matrix.data[entry_T], 0.0)
-  columns_T = rows.matrix.indices[entry_T, 1]
+  first_of_R = jnp.argmax(ids_R[:, None] == ids_R[None, :], axis=1)  # a row's first occurrence
+  first_R = first_of_R == np.arange(num_rows)
+  earlier_RxR = np.tril(np.ones((num_rows, num_rows), bool), -1)  # [b, c]: c before b
+  starts_R = rows.offsets[ids_R]
+  lengths_R = jnp.where(first_R, rows.offsets[ids_R + 1] - starts_R, 0)
+  # A row's place: how many rows are longer, or as long and earlier. Repeats (length 0) go last.
+  ahead_RxR = (lengths_R[None, :] > lengths_R[:, None]) | (
+    (lengths_R[None, :] == lengths_R[:, None]) & earlier_RxR
+  )
+  place_R = jnp.sum(ahead_RxR, axis=1)
+  placed_Rx2 = (
+    jnp.zeros((num_rows, 2), jnp.int32)
+    .at[place_R]
+    .set(jnp.stack([starts_R, lengths_R], axis=1), unique_indices=True)
+  )
+  staircases = [np.asarray(widths[:num_rows]) for widths in rows.staircases]
   if rows.form == "dense":
-    # Column C pads: masked slots land there, so every slot has its own place, in order.
-    padded = rows.num_columns + 1
-    block = jnp.zeros(num_rows * padded).at[
-      owner_T * padded + jnp.where(valid_T, columns_T, padded - 1)
-    ]
-    block = block.set(values_T, mode="promise_in_bounds", indices_are_sorted=True)
-    distinct_RxH = block.reshape(num_rows, padded)[:, :-1] @ w1_CxH
+    # The block depends on the data alone: chosen by `cond`, it is multiplied outside it, so the
+    # gradient never goes through the branches.
+    block_RxC = _through_first_fitting(staircases, placed_Rx2, functools.partial(_block, rows))
+    placed_RxH = block_RxC @ w1_CxH
   else:
-    distinct_RxH = jax.ops.segment_sum(
-      w1_CxH[columns_T] * values_T[:, None], owner_T, num_segments=num_rows, indices_are_sorted=True
+    placed_RxH = _through_first_fitting(
+      staircases, placed_Rx2, functools.partial(_segment_times, rows, w1_CxH)
     )
-  first_of_R = jax.lax.cummax(jnp.where(first_R, jnp.arange(num_rows), 0))
-  back_R = jnp.argsort(longest_first_R)[first_of_R][jnp.argsort(order_R)]
-  return distinct_RxH[back_R]
+  return placed_RxH[place_R[first_of_R]]
+
+
+def _through_first_fitting(staircases, placed_Rx2, fn):
+  """`fn(placed_Rx2, widths)` for the first staircase that every placed row fits."""
+
+  def through(level: int) -> jax.Array:
+    call = functools.partial(fn, placed_Rx2, staircases[level])
+    if level == len(staircases) - 1:
+      return call()
+    fits = jnp.all(placed_Rx2[:, 1] <= staircases[level])
+    return jax.lax.cond(fits, call, lambda: through(level + 1))
+
+  return through(0)
+
+
+def _slots(rows: SparseRows, placed_Rx2, widths: np.ndarray):
+  """The placed rows' entries (start and length of each, longest first) in a buffer of `widths[p]`
+  slots for the p-th row: (row int32[T] of each slot, its column, its value). Masked slots name the
+  last column with a zero value, so slots stay in (row, column) order."""
+  owner_T = np.repeat(np.arange(placed_Rx2.shape[0], dtype=np.int32), widths)
+  offset_T = np.arange(owner_T.size, dtype=np.int32) - np.repeat(np.cumsum(widths) - widths, widths)
+  start_and_length_Tx2 = placed_Rx2[owner_T]
+  valid_T = offset_T < start_and_length_Tx2[:, 1]
+  entry_T = jnp.where(valid_T, start_and_length_Tx2[:, 0] + offset_T, 0)
+  values_T = jnp.where(valid_T, rows.matrix.data[entry_T], 0.0)
+  columns_T = jnp.where(valid_T, rows.matrix.indices[entry_T, 1], rows.num_columns - 1)
+  return owner_T, columns_T, values_T
+
+
+def _block(rows: SparseRows, placed_Rx2, widths: np.ndarray) -> jax.Array:
+  """The placed rows as a dense float32[R, C] block."""
+  owner_T, columns_T, values_T = _slots(rows, placed_Rx2, widths)
+  num_rows, num_columns = placed_Rx2.shape[0], rows.num_columns
+  block = (
+    jnp.zeros(num_rows * num_columns)
+    .at[owner_T * num_columns + columns_T]
+    .add(values_T, mode="promise_in_bounds", indices_are_sorted=True)
+  )
+  return block.reshape(num_rows, num_columns)
+
+
+def _segment_times(rows: SparseRows, w1_CxH, placed_Rx2, widths: np.ndarray) -> jax.Array:
+  """The placed rows times W1: the rows of W1 their entries name, weighted and summed per row."""
+  owner_T, columns_T, values_T = _slots(rows, placed_Rx2, widths)
+  return jax.ops.segment_sum(
+    w1_CxH[columns_T] * values_T[:, None],
+    owner_T,
+    num_segments=placed_Rx2.shape[0],
+    indices_are_sorted=True,
+  )
 
 
 def placeholder_rows(num_columns: int) -> SparseRows:

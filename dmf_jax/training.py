@@ -146,16 +146,33 @@ def build_data(config, train: sparse.CSR, max_target: float, mesh) -> TrainData:
     targets = np.ones_like(train.values)
   else:
     targets = train.values / max_target
+  users, items = typical_batches(train, per_batch, config.train.neg_ratio)
   data = TrainData(
-    user_rows=models.SparseRows.from_csr(train, form, per_batch, shards),
+    user_rows=models.SparseRows.from_csr(train, form, per_batch, shards, users),
     item_rows=models.SparseRows.from_csr(
-      train.transpose(), form, per_batch * (1 + config.train.neg_ratio), shards
+      train.transpose(), form, per_batch * (1 + config.train.neg_ratio), shards, items
     ),
     pos_users=jnp.asarray(train.row_ids()),
     pos_items=jnp.asarray(train.indices),
     pos_targets=jnp.asarray(targets, jnp.float32),
   )
   return parallel.replicate(data, mesh)
+
+
+# How many batches are drawn to size the buffers of a typical batch's rows (`models.SparseRows`).
+TYPICAL_BATCHES = 2000
+
+
+def typical_batches(train: sparse.CSR, positives: int, neg_ratio: int):
+  """(users int[n, P], items int[n, P * (1 + K)]) of `TYPICAL_BATCHES` batches drawn as an epoch
+  draws them: positives uniformly from the ratings (a user or item as often as its row is long),
+  each followed by K uniformly drawn items. Only buffer sizes depend on them, never results."""
+  rng = np.random.default_rng(0)
+  ratings = rng.integers(0, train.nnz, (TYPICAL_BATCHES, positives))
+  users = train.row_ids()[ratings]
+  negatives = rng.integers(0, train.shape[1], (TYPICAL_BATCHES, positives, neg_ratio))
+  items = np.concatenate([train.indices[ratings][..., None], negatives], axis=2)
+  return users, items.reshape(TYPICAL_BATCHES, -1)
 
 
 def l2_penalty(params) -> jax.Array:
