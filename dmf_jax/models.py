@@ -19,6 +19,9 @@ rows from the BCOO and differs only in how they meet W1:
 - `segment`: the batch's nonzeros laid end to end and summed per row with a segment sum. Cost
   follows the batch's nonzeros, and W1's gradient is a scatter of those rows only.
 
+`dense` and `segment` read a batch's nonzeros through a buffer sized for batches like training's
+(`SparseRows.from_csr`), with a fallback sized for any batch, so no shape depends on the data.
+
 `auto` takes `dense` while Y has at most `DENSE_MAX_ENTRIES` entries, on a CPU only if at least
 `DENSE_MIN_DENSITY` of them are nonzero, else `segment`; `padded` was the slowest form on every CPU
 measurement (`benchmarks/`).
@@ -98,8 +101,8 @@ class SparseRows:
   `matrix` is a BCOO with sorted rows and `offsets[r]:offsets[r + 1]` its entries of row r. A batch
   of at most `batch_rows` rows is read as `shards` equal parts, one per device of the mesh's `data`
   axis. `dense` and `segment` lay a part's distinct rows, longest first, in a buffer whose p-th row
-  has `staircase[p]` slots: the first of `staircases` that the part fits (see `staircase_for`), the
-  last (each p-th longest row of Y) fitting every part. `padded` reads each row at the longest
+  has a fixed number of slots: the first of `staircases` that the part fits (`_distinct_rows_times`),
+  the last (the p-th longest row of Y for the p-th row) fitting every part. `padded` reads each row at the longest
   row's `width`.
   """
 
