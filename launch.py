@@ -6,7 +6,10 @@ All logic lives in the `dmf_jax` package; this file parses flags and reports use
 """
 
 import logging
+import os
+import pathlib
 import re
+import signal
 import sys
 
 import jax
@@ -22,7 +25,9 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the run's outputs.")
 _OVERWRITE = flags.DEFINE_bool(
-  "overwrite", False, "Replace a workdir's run made with a different config."
+  "overwrite",
+  False,
+  "Start the run in --workdir over: remove what an earlier run (of any config) left there.",
 )
 _MODE = flags.DEFINE_enum(
   "mode",
@@ -70,11 +75,14 @@ def _parse_ratings(text: str) -> dict[str, float]:
   for pair in text.split(","):
     item, sep, rating = pair.strip().rpartition(":")
     try:
-      ratings[item] = float(rating)
+      value = float(rating)
     except ValueError:
       sep = ""
     if not sep or not item:
       raise UserError(f"--ratings: {pair!r} is not ITEM:RATING (e.g. --ratings=50:5,172:4)")
+    if item in ratings:
+      raise UserError(f"--ratings: item {item!r} is rated twice")
+    ratings[item] = value
   return ratings
 
 
@@ -97,13 +105,24 @@ def _serve():
     print(f"{r.rank}\t{r.item}\t{r.score:.6f}\t{r.title}")
 
 
+def _stop_now(signum, frame):
+  """Ctrl-C and SIGTERM: every file of a run is whole at any moment (as after `kill -9`), so the
+  run stops at once, saying where it will resume from."""
+  _exit_with(f"\nerror: interrupted; {_where_to_resume()}", 130)  # below a progress bar
+
+
 def main(argv):
+  for stop in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(stop, _stop_now)
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.getLogger().setLevel(logging.INFO)
   # Orbax and JAX log every checkpoint and backend probe through absl at INFO; keep warnings only.
   for noisy in ("absl", "jax._src.xla_bridge"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
+  # Orbax reads a checkpoint's arrays in asyncio tasks; when one fails, the error reaches the run
+  # (one `error:` line) and asyncio also logs the sibling tasks' copies of it with tracebacks.
+  logging.getLogger("asyncio").setLevel(logging.CRITICAL)
   if _DISTRIBUTED.value:
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
@@ -124,8 +143,37 @@ def main(argv):
     else:
       sweep.run(config, sweep_fn, _WORKDIR.value, overwrite=_OVERWRITE.value)
   except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    _exit_with(f"error: {e}", 2)
+  except OSError as e:  # the machine's fault (disk full, read-only, file-size limit): one line
+    _exit_with(f"error: {e.filename or _WORKDIR.value}: {e.strerror or e}", 1)
+
+
+def _exit_with(line: str, code: int) -> None:
+  """Prints the one line and exits at once. Every file of a run is whole (written through a rename,
+  or an orbax checkpoint that counts once committed), so nothing waits on the background threads of
+  orbax and tensorstore, which a failed or interrupted call can leave to print at exit."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  stderr = os.dup(2)
+  os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # threads still winding down print nowhere
+  os.write(stderr, (line + "\n").encode())
+  os._exit(code)
+
+
+def _where_to_resume() -> str:
+  """Where an interrupted run goes on from: its latest checkpoint, found without orbax."""
+  if _MODE.value != "train" or not _WORKDIR.value:
+    return "nothing was changed"
+  epochs = [
+    int(p.parent.name)
+    for p in pathlib.Path(_WORKDIR.value).glob("**/checkpoints/*/meta")
+    if p.parent.name.isdigit()
+  ]
+  if not epochs:
+    return f"the same command starts the run in {_WORKDIR.value} again"
+  return (
+    f"the same command resumes {_WORKDIR.value} from its checkpoints (latest: epoch {max(epochs)})"
+  )
 
 
 if __name__ == "__main__":

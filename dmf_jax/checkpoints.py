@@ -86,7 +86,18 @@ class Checkpoints:
         f"{folder}: written by an older dmf_jax, whose checkpoints held one 'state' item (before "
         f"the Flax modules); retrain the run: remove {run} and run the command that trained it again"
       )
-    return self._manager.restore(epoch, args=ocp.args.Composite(**items))
+    if not (folder / "params").is_dir():
+      raise UserError(
+        f"{folder}: the checkpoint of epoch {epoch} is missing; retrain the run (its launch.py command with --overwrite)"
+      )
+    try:
+      return self._manager.restore(epoch, args=ocp.args.Composite(**items))
+    except Exception as e:  # orbax and tensorstore raise many types for one unreadable file
+      first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      raise UserError(
+        f"{folder}: the checkpoint of epoch {epoch} cannot be read ({first_line}); retrain the run "
+        "(its launch.py command with --overwrite)"
+      ) from e
 
   def close(self) -> None:
     self._manager.wait_until_finished()

@@ -174,8 +174,11 @@ def check_config(config: config_dict.ConfigDict) -> None:
   for field, (ok, expected) in _MODEL_FIELDS.get(config.model.name, {}).items():
     if not ok(config.model[field]):
       raise ConfigError(f"model.{field}={config.model[field]}: must be {expected}")
-  if not config.eval.ks or any(int(k) < 1 for k in config.eval.ks):
-    raise ConfigError(f"eval.ks={tuple(config.eval.ks)}: give one or more positive cut-offs")
+  ks = tuple(config.eval.ks) if isinstance(config.eval.ks, list | tuple) else (config.eval.ks,)
+  if not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks):
+    raise ConfigError(f"eval.ks={ks}: give one or more positive whole cut-offs, e.g. (10,)")
+  if not isinstance(config.data.split_seed, int) or config.data.split_seed < 0:
+    raise ConfigError(f"data.split_seed={config.data.split_seed}: must be a whole number >= 0")
   if config.eval.select not in {f"{m}@{k}" for m in ("hr", "ndcg") for k in config.eval.ks}:
     raise ConfigError(
       f"eval.select={config.eval.select!r}: must be hr@K or ndcg@K for a K in eval.ks={tuple(config.eval.ks)}"
@@ -192,11 +195,19 @@ def train_and_evaluate(
   """Runs `config` in `workdir` and returns the contents of its `results.json`.
 
   A workdir holding this config's finished run is left alone and its results returned; one holding
-  another config's run is refused unless `overwrite`.
+  another config's run is refused unless `overwrite`, which starts the run over. The workdir is
+  held for the whole run: another process's run there is refused (`WorkdirBusy`).
   """
   wall_start = time.perf_counter()
   check_config(config)
   run = Workdir(workdir)
+  with run.locked():
+    return _train_and_evaluate(config, run, overwrite=overwrite, wall_start=wall_start)
+
+
+def _train_and_evaluate(config, run: Workdir, *, overwrite: bool, wall_start: float) -> dict:
+  """`train_and_evaluate` in a workdir this process holds."""
+  run.remove_leftovers()
   if run.claim(config, overwrite=overwrite) == "finished":
     log.info("%s already holds this config's finished run; nothing to do", run.path)
     return run.results()

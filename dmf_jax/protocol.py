@@ -22,12 +22,13 @@ import json
 import logging
 import os
 import pathlib
+import zipfile
 
 import numpy as np
 
 from dmf_jax import sparse
 from dmf_jax.data import Interactions
-from dmf_jax.errors import ConfigError, DataError
+from dmf_jax.errors import ConfigError, DataError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +67,24 @@ class Split:
 
   @classmethod
   def load(cls, path: pathlib.Path) -> Split:
-    with np.load(path) as f:
-      fields = {k: f[k] for k in f.files}
-    fields["key"] = str(fields["key"])
-    fields["num_users"] = int(fields["num_users"])
-    fields["num_items"] = int(fields["num_items"])
-    return cls(**fields)
+    """The split saved in `path`.
+
+    Raises:
+      DamagedSplit: the file is not a whole split (truncated, overwritten, of another layout).
+    """
+    try:
+      with open(path, "rb") as file, np.load(file) as f:
+        fields = {k: f[k] for k in f.files}
+      fields["key"] = str(fields["key"])
+      fields["num_users"] = int(fields["num_users"])
+      fields["num_items"] = int(fields["num_items"])
+      return cls(**fields)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+      raise DamagedSplit(f"{path}: not a whole split file ({type(e).__name__}: {e})") from None
+
+
+class DamagedSplit(UserError):
+  """A split file that cannot be read."""
 
 
 def _atomic_savez(path: pathlib.Path, **arrays) -> None:
@@ -180,6 +193,18 @@ def split_cache_dir() -> pathlib.Path:
   return pathlib.Path(cache) / "dmf_jax" / "splits"
 
 
+def _holds_split(path: pathlib.Path, key: str) -> bool:
+  """Whether `path` holds the split `key`; a damaged file is said so, removed and rebuilt."""
+  if not path.is_file():
+    return False
+  try:
+    return Split.load(path).key == key
+  except DamagedSplit as e:
+    log.warning("%s; it is rebuilt", e)
+    path.unlink()
+    return False
+
+
 def get_split(
   data: Interactions,
   *,
@@ -192,9 +217,7 @@ def get_split(
   key = split_key(data, split_seed, validation, num_negatives)
   cached = split_cache_dir() / f"{data.name}-{key}.npz"
   local = workdir / SPLIT_FILE if workdir is not None else None
-  stored = [
-    p for p in (local, cached) if p is not None and p.is_file() and Split.load(p).key == key
-  ]
+  stored = [p for p in (local, cached) if p is not None and _holds_split(p, key)]
   if stored:
     split = Split.load(stored[0])
     log.info("split %s reused from %s", key, stored[0])

@@ -63,6 +63,11 @@ class Recommender:
         f"{self.data.path}: its checksum differs from the data {run.path} was trained on"
       )
     split = protocol.Split.load(run.file(protocol.SPLIT_FILE))
+    if split.key != results["split"]:
+      raise UserError(
+        f"{run.file(protocol.SPLIT_FILE)} holds split {split.key}, not the split {results['split']} "
+        "the run was trained on: retrain the run (--overwrite) or restore its own split file"
+      )
     self.train = split.train_matrix(implicit=self.config.data.implicit)
     self.rated = sparse.CSR.from_coo(
       self.data.users, self.data.items, self.data.ratings, self.train.shape
@@ -164,6 +169,7 @@ class Recommender:
 
   def recommend(self, users: Sequence[str] | str, k: int = 10) -> list[list[Recommendation]]:
     """The top k items for each known user, leaving out every item the user rated."""
+    _check_k(k)
     user_idx = self._users(np.atleast_1d(users))
     scores = self._scores_of_users(user_idx)
     return [
@@ -175,12 +181,16 @@ class Recommender:
     self, ratings: Mapping[str, float], k: int = 10
   ) -> list[Recommendation]:
     """The top k items for a new user described by {item: rating}, leaving out those items."""
+    _check_k(k)
     if not ratings:
       raise UserError("give at least one rated item for a new user")
     items = self._items(list(ratings))
+    if len(set(items.tolist())) < len(items):
+      raise UserError("each item may be rated once for a new user")
     values = np.asarray([float(v) for v in ratings.values()], np.float32)
-    if np.any(~np.isfinite(values) | (values <= 0)):
-      raise UserError("ratings of a new user must be positive numbers")
+    top = self.data.max_rating
+    if np.any(~np.isfinite(values) | (values <= 0) | (values > top)):
+      raise UserError(f"ratings of a new user must be in (0, {top:g}], the data set's range")
     if self.config.data.implicit:
       values = np.ones_like(values)
     row = sparse.CSR.from_coo(
@@ -219,6 +229,11 @@ class Recommender:
     os.replace(tmp, path)
     written.append(path)
     return written
+
+
+def _check_k(k: int) -> None:
+  if int(k) != k or k < 1:
+    raise UserError(f"k={k}: ask for at least 1 item")
 
 
 def load(workdir: str | pathlib.Path) -> Recommender:

@@ -36,7 +36,7 @@ from ml_collections import config_dict
 
 from dmf_jax import experiment
 from dmf_jax.errors import ConfigError
-from dmf_jax.workdir import Workdir, code_version, write_json
+from dmf_jax.workdir import Workdir, WorkdirBusy, code_version, write_json
 
 log = logging.getLogger(__name__)
 
@@ -146,15 +146,27 @@ def run(
   """Runs every member of `sweep` over `base` in `directory`; returns the summary rows."""
   directory = pathlib.Path(directory)
   runs = plan(base, collect(sweep), directory)
-  states = [Workdir(r.workdir).claim(r.config, overwrite=overwrite) for r in runs]
+  states = [Workdir(r.workdir).check(r.config, overwrite=overwrite) for r in runs]
   todo = sum(state != "finished" for state in states)
   log.info("sweep: %d runs (%d to train) into %s", len(runs), todo, directory)
   started = time.perf_counter()
+  busy = []
   for index, (member, state) in enumerate(zip(runs, states, strict=True), 1):
     log.info("sweep run %d/%d: %s seed %d (%s)", index, len(runs), member.name, member.seed, state)
-    experiment.train_and_evaluate(member.config, member.workdir, overwrite=overwrite)
+    try:
+      experiment.train_and_evaluate(member.config, member.workdir, overwrite=overwrite)
+    except WorkdirBusy as e:
+      log.warning("sweep run %d/%d skipped: %s", index, len(runs), e)
+      busy.append(member)
+  if busy:
+    log.warning(
+      "sweep: %d of %d runs were held by other processes; run the sweep again once they end to "
+      "complete its summary",
+      len(busy),
+      len(runs),
+    )
   rows = summarize(runs)
-  if jax.process_index() == 0:  # a multi-host sweep's summary is written once
+  if rows and jax.process_index() == 0:  # a multi-host sweep's summary is written once
     write_summary(directory, rows, runs)
     record = {
       "command": shlex.join(["python", *sys.argv]),
@@ -188,11 +200,13 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarize(runs: list[Member]) -> list[dict]:
-  """One row per member: its overrides and the mean and std over seeds of each metric."""
+  """One row per member: its overrides and the mean and std over its finished seeds of each
+  metric (members with none are left out)."""
   by_member: dict[str, list[tuple[Member, dict]]] = {}
   for member in runs:
     results = Workdir(member.workdir).results()
-    by_member.setdefault(member.name, []).append((member, results))
+    if results is not None:
+      by_member.setdefault(member.name, []).append((member, results))
   rows = []
   for name, entries in by_member.items():
     results = [r for _, r in entries]
@@ -283,7 +297,8 @@ def _plot(directory: pathlib.Path, rows: list[dict], runs: list[Member]) -> None
 
   curves = {}
   for member in runs:
-    records = Workdir(member.workdir).metrics()
+    run = Workdir(member.workdir)
+    records = run.metrics() if run.results() is not None else []  # finished members only
     if len(records) > 1:
       curves.setdefault(member.name, []).append(records)
   if not curves:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from typing import Any
 
@@ -35,6 +36,7 @@ from tqdm import tqdm
 from dmf_jax import checkpoints, losses, models, ncf, negatives, parallel, sparse
 from dmf_jax.context import Context, Outcome
 from dmf_jax.errors import ConfigError, UserError
+from dmf_jax.workdir import METRICS, Workdir
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +119,8 @@ def check_config(config) -> None:
     raise ConfigError(f"model.l2={model.l2}: must be >= 0")
   if train.neg_ratio < 1:
     raise ConfigError(f"train.neg_ratio={train.neg_ratio}: must be at least 1")
-  if train.lr <= 0:
-    raise ConfigError(f"train.lr={train.lr}: must be > 0")
+  if not train.lr > 0 or not math.isfinite(train.lr):
+    raise ConfigError(f"train.lr={train.lr}: must be a finite number > 0")
   if train.epochs < 1:
     raise ConfigError(f"train.epochs={train.epochs}: must be at least 1")
   if train.batch_size < 1 + train.neg_ratio:
@@ -380,6 +382,23 @@ def restore_state(ckpt: checkpoints.Checkpoints, epoch: int, trainer: Trainer) -
   return TrainState(step=jnp.asarray(meta["step"], jnp.int32), params=params, opt_state=opt_state)
 
 
+def records_up_to(run: Workdir, epoch: int) -> list[dict]:
+  """The metrics records of epochs 1 to `epoch`, one each: the checkpoint of `epoch` is the truth
+  on resume, so records past it (an epoch evaluated but not saved) are dropped.
+
+  Raises:
+    UserError: a record of those epochs is missing (the file was damaged or removed).
+  """
+  by_epoch = {r["epoch"]: r for r in run.metrics() if r["epoch"] <= epoch}
+  missing = [e for e in range(1, epoch + 1) if e not in by_epoch]
+  if missing:
+    raise UserError(
+      f"{run.file(METRICS)} lacks the records of epochs {missing} of the checkpoint of epoch "
+      f"{epoch}: the run cannot resume; rerun with --overwrite to start it over"
+    )
+  return [by_epoch[e] for e in range(1, epoch + 1)]
+
+
 def train(context: Context) -> Outcome:
   """Trains `model.name` (dmf, lfm, gmf, mlp or neumf) for `train.epochs`, evaluating after every epoch, and
   reports the epoch with the best validation `eval.select`; resumes from the workdir's latest
@@ -395,12 +414,11 @@ def train(context: Context) -> Outcome:
     if start is None:
       start = 0
       state = trainer.init_state(init_key(config.seed), context.initial_params)
-      history = []
     else:
       state = restore_state(ckpt, start, trainer)
-      history = [r for r in run.metrics() if r["epoch"] <= start]
-      run.rewrite_metrics(history)
       log.info("resuming from the checkpoint of epoch %d", start)
+    history = records_up_to(run, start)
+    run.rewrite_metrics(history)
     best = max(history, key=lambda r: (r["validation"][select], -r["epoch"]), default=None)
     train_seconds = sum(r["seconds"] for r in history)
     instances = (

@@ -5,19 +5,25 @@ split.npz       held-out items and candidates (see `protocol`)
 metrics.jsonl   one record per evaluation
 ranks.npz       per-user ranks of the held-out items at the reported epoch
 results.json    written last, atomically: a run without it is unfinished
+.lock           held (an OS file lock) by the one process that runs in the workdir; it names them
 
-In a run of several processes (multi-host) every process reads the workdir and process 0 alone
-writes these files; orbax coordinates the processes' checkpoint writes itself.
+Every file is written through a temporary file and a rename, so a crash leaves the old file or the
+new one, never half of one. In a run of several processes (multi-host) every process reads the
+workdir and process 0 alone takes the lock and writes these files; orbax coordinates the
+processes' checkpoint writes itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import logging
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 
 import jax
@@ -25,7 +31,7 @@ import numpy as np
 from ml_collections import config_dict
 
 from dmf_jax import protocol
-from dmf_jax.errors import ConfigError
+from dmf_jax.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,7 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 RANKS = "ranks.npz"
 RESULTS = "results.json"
+LOCK = ".lock"
 # Everything a run writes; --overwrite removes these and nothing else.
 RUN_OUTPUTS = (CONFIG, METRICS, RANKS, RESULTS, protocol.SPLIT_FILE, "checkpoints")
 
@@ -44,6 +51,29 @@ def _process_zero_writes(method):
       method(self, *args, **kwargs)
 
   return written_by_process_zero
+
+
+class WorkdirBusy(UserError):
+  """Another process holds the workdir."""
+
+
+def damaged(path: pathlib.Path, what: str) -> UserError:
+  """The error of a run file that cannot be read."""
+  return UserError(
+    f"{path}: damaged ({what}); rerun with --overwrite to start the run over, or remove the file"
+  )
+
+
+def read_json(path: pathlib.Path):
+  """A JSON file's value, or None when it does not exist; a damaged one is a `UserError`."""
+  try:
+    text = path.read_text()
+  except FileNotFoundError:
+    return None
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as e:
+    raise damaged(path, f"not JSON: {e.msg} at line {e.lineno}") from None
 
 
 def write_json(path: pathlib.Path, value) -> None:
@@ -100,23 +130,58 @@ class Workdir:
     return self.path / name
 
   def stored_config(self) -> dict | None:
-    path = self.file(CONFIG)
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(self.file(CONFIG))
 
   def results(self) -> dict | None:
-    path = self.file(RESULTS)
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(self.file(RESULTS))
 
-  def claim(self, config: config_dict.ConfigDict, *, overwrite: bool) -> str:
-    """Checks the workdir against `config` before any compute.
+  @contextlib.contextmanager
+  def locked(self):
+    """Holds the workdir for this process while the block runs (process 0 of a multi-process run
+    holds it for all). The lock is the OS's, so a killed holder's lock goes with it. A folder that
+    this call created and that holds nothing else afterwards is removed.
+
+    Raises:
+      WorkdirBusy: another process holds the workdir; the message names it.
+    """
+    if jax.process_index() > 0:
+      yield
+      return
+    created = not self.path.exists()
+    self.path.mkdir(parents=True, exist_ok=True)
+    lock = self.file(LOCK)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        raise WorkdirBusy(
+          f"{self.path} is in use by {holder}: wait for that run to end, or choose another --workdir"
+        ) from None
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+      try:
+        yield
+      finally:
+        if created and [p.name for p in self.path.iterdir()] == [LOCK]:
+          lock.unlink()
+          self.path.rmdir()
+    finally:
+      os.close(fd)
+
+  def check(self, config: config_dict.ConfigDict, *, overwrite: bool) -> str:
+    """What running `config` here would do, without changing anything.
 
     Returns:
       "finished" when it holds this config's finished run, "resume" when it holds this config's
-      unfinished run, "new" otherwise (empty, or cleared by `overwrite`).
+      unfinished run, "new" otherwise (empty, or to be cleared: `overwrite` starts over).
 
     Raises:
       ConfigError: it holds a run of another config and `overwrite` is false.
     """
+    if overwrite:
+      return "new"
     stored = self.stored_config()
     if stored is None:
       return "new"
@@ -128,14 +193,24 @@ class Workdir:
     )
     if not changes:
       return "finished" if self.file(RESULTS).is_file() else "resume"
-    if not overwrite:
-      raise ConfigError(
-        f"{self.path} holds a run with another config ({'; '.join(changes[:5])}"
-        f"{'; ...' if len(changes) > 5 else ''}): choose another --workdir or pass --overwrite"
-      )
-    log.warning("--overwrite: removing the previous run's outputs in %s", self.path)
-    self.clear()
-    return "new"
+    raise ConfigError(
+      f"{self.path} holds a run with another config ({'; '.join(changes[:5])}"
+      f"{'; ...' if len(changes) > 5 else ''}): choose another --workdir or pass --overwrite"
+    )
+
+  def claim(self, config: config_dict.ConfigDict, *, overwrite: bool) -> str:
+    """`check`, then with `overwrite` the previous run's outputs removed; call it holding the lock."""
+    state = self.check(config, overwrite=overwrite)
+    if overwrite and any(self.file(name).exists() for name in RUN_OUTPUTS):
+      log.warning("--overwrite: removing the previous run's outputs in %s", self.path)
+      self.clear()
+    return state
+
+  @_process_zero_writes
+  def remove_leftovers(self) -> None:
+    """Temporary files of writes that a crash interrupted (the files they were for are whole)."""
+    for tmp in self.path.glob(".*.tmp"):
+      tmp.unlink()
 
   @_process_zero_writes
   def clear(self) -> None:
@@ -155,14 +230,13 @@ class Workdir:
   def save_split(self, split: protocol.Split) -> None:
     split.save(self.file(protocol.SPLIT_FILE))
 
-  @_process_zero_writes
   def append_metrics(self, record: dict) -> None:
-    with open(self.file(METRICS), "a") as f:
-      f.write(json.dumps(record, sort_keys=True) + "\n")
+    """Adds one evaluation's record; the file is replaced whole, never left with half a line."""
+    self.rewrite_metrics([*self.metrics(), record])
 
   @_process_zero_writes
   def rewrite_metrics(self, records: list[dict]) -> None:
-    """Replaces the metrics with `records` (a resumed run drops those past its checkpoint)."""
+    """Replaces the metrics with `records` (a resumed run keeps those up to its checkpoint)."""
     tmp = self.file(f".{METRICS}.{os.getpid()}.tmp")
     tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     os.replace(tmp, self.file(METRICS))
@@ -171,7 +245,16 @@ class Workdir:
     path = self.file(METRICS)
     if not path.is_file():
       return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise damaged(path, f"line {number} is not a JSON record: {e.msg}") from None
+      if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+        raise damaged(path, f"line {number} has no epoch")
+      records.append(record)
+    return records
 
   @_process_zero_writes
   def save_ranks(self, user_ids: np.ndarray, ranks: dict[str, dict[str, np.ndarray]]) -> None:
