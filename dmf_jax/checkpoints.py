@@ -1,10 +1,11 @@
-"""Orbax checkpoints of a training state, one per epoch, keeping the latest and the best.
+"""Orbax checkpoints of a training state, one per epoch; the trainer keeps the latest and the best.
 
 Each checkpoint holds three items: `params`, `opt_state` (the optimizer's state, Adam's moments),
 and `meta`, a JSON item with the step and what scoring needs (the model's config and the data file's
-path and sha256), so that scoring restores the parameters alone. The best is the highest validation
-selection metric, the earliest epoch among equals (the same rule as `results.json`). All orbax use
-sits in this module so that an API move touches one file.
+path and sha256), so that scoring restores the parameters alone. Which epochs stay is the trainer's
+call (`prune`), from the same records that choose the reported epoch, so a resumed run prunes the
+checkpoints of its earlier process too. All orbax use sits in this module so that an API move
+touches one file.
 """
 
 from __future__ import annotations
@@ -21,25 +22,12 @@ ITEMS = ("params", "opt_state", "meta")
 _OLD_ITEM = "state"
 
 
-def _rank(metrics: dict) -> tuple[float, int]:
-  # Sorted ascending and the last kept: a higher value wins, then the earlier epoch.
-  return (metrics["value"], -metrics["epoch"])
-
-
 class Checkpoints:
   """Saves and restores params, optimizer state and meta by epoch under `directory`."""
 
   def __init__(self, directory: pathlib.Path):
     self.directory = pathlib.Path(directory).absolute()
-    options = ocp.CheckpointManagerOptions(
-      preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(
-        [
-          ocp.checkpoint_managers.LatestN(n=1),
-          ocp.checkpoint_managers.BestN(get_metric_fn=_rank, n=1),
-        ]
-      ),
-    )
-    self._manager = ocp.CheckpointManager(self.directory, item_names=ITEMS, options=options)
+    self._manager = ocp.CheckpointManager(self.directory, item_names=ITEMS)
 
   def latest_epoch(self) -> int | None:
     return self._manager.latest_step()
@@ -47,7 +35,7 @@ class Checkpoints:
   def epochs(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def save(self, epoch: int, params, opt_state, meta: dict, selection_value: float) -> None:
+  def save(self, epoch: int, params, opt_state, meta: dict) -> None:
     self._manager.save(
       epoch,
       args=ocp.args.Composite(
@@ -55,8 +43,13 @@ class Checkpoints:
         opt_state=ocp.args.StandardSave(opt_state),
         meta=ocp.args.JsonSave(meta),
       ),
-      metrics={"value": float(selection_value), "epoch": epoch},
     )
+
+  def prune(self, keep: set[int]) -> None:
+    """Deletes every checkpoint but those of the epochs in `keep`."""
+    for epoch in self._manager.all_steps():
+      if epoch not in keep:
+        self._manager.delete(epoch)
 
   def restore(self, epoch: int, abstract_params, abstract_opt_state):
     """(params, opt_state, meta) saved at `epoch`, restored onto the shapes, dtypes and shardings

@@ -468,16 +468,11 @@ def train(context: Context) -> Outcome:
         "test": metrics["test"],
       }
       run.append_metrics(record)
-      ckpt.save(
-        epoch,
-        state.params,
-        state.opt_state,
-        checkpoint_meta(context, state),
-        metrics["valid"][select],
-      )
+      ckpt.save(epoch, state.params, state.opt_state, checkpoint_meta(context, state))
       train_seconds += record["seconds"]
       if best is None or metrics["valid"][select] > best["validation"][select]:
         best = record
+      ckpt.prune({epoch, best["epoch"]})  # the latest, to resume from, and the best, to report
       epochs.set_postfix(
         loss=f"{record['loss']:.4f}", **{f"val_{select}": f"{metrics['valid'][select]:.4f}"}
       )

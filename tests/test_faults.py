@@ -59,6 +59,8 @@ def test_a_crash_before_the_checkpoint_leaves_each_epoch_once(tmp_path, data_roo
   assert _epochs(tmp_path / "run") == [1, 2]  # epoch 2 evaluated, not saved: dropped on resume
   resumed = experiment.train_and_evaluate(config, tmp_path / "run")
   assert _epochs(tmp_path / "run") == [1, 2, 3]
+  kept = {p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()}
+  assert kept == {"3", str(resumed["best_epoch"])}  # the first process's checkpoints pruned too
   timing = ("train_seconds", "wall_seconds", "code")
   assert {k: v for k, v in resumed.items() if k not in timing} == {
     k: v for k, v in whole.items() if k not in timing
