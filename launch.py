@@ -56,6 +56,17 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "--distributed: this proc
 
 def _parse_flags(argv):
   """Parses flags; a bad flag or config override ends in one line on stderr, not a traceback."""
+  # ml_collections appends a repeated tuple override to the first one, where a user means the last
+  # to win, as it does for every other field: refuse the repeat instead.
+  tuple_overrides = [
+    name
+    for name, _, value in (a.partition("=") for a in argv[1:] if a.startswith("--config."))
+    if value.lstrip().startswith(("(", "["))
+  ]
+  repeated = sorted({name for name in tuple_overrides if tuple_overrides.count(name) > 1})
+  if repeated:
+    print(f"error: {repeated[0]} is given more than once: give a tuple once", file=sys.stderr)
+    sys.exit(2)
   try:
     return flags.FLAGS(argv)
   except Exception as e:  # absl and ml_collections raise several types for one bad flag.

@@ -623,12 +623,22 @@ LOADERS = {
 }
 
 
+# The data sets known by name, read from `data.root` (or downloaded), never from `data.path`.
+NAMED = ("ml100k", "ml1m", "amusic")
+
+
 def load(data_config) -> Interactions:
   """Loads the data set `data_config.name` (see `LOADERS`)."""
   loader = LOADERS.get(data_config.name)
   if loader is None:
     raise ConfigError(
       f"data.name={data_config.name!r} is not a known data set (choose from {', '.join(LOADERS)})"
+    )
+  if data_config.path and data_config.name in NAMED:
+    raise ConfigError(
+      f"data.path={data_config.path!r}: data.name={data_config.name} does not read data.path (only "
+      f"{', '.join(sorted(set(LOADERS) - set(NAMED)))} do); to read it from a folder, set "
+      "data.root (or $DMF_DATA_DIR) to the folder that holds its directory"
     )
   data = loader(data_config)
   if data_config.filter == "tois2021":

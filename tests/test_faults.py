@@ -270,3 +270,24 @@ def test_a_sweep_skips_a_member_another_process_holds(tmp_path, data_root, caplo
     "neg_ratio=2",
     "neg_ratio=3",
   ]
+
+
+def test_data_path_with_a_named_data_set_is_refused(tmp_path, data_root):  # noqa: F811
+  proc = launch(
+    *TINY_FLAGS,
+    f"--config.data.path={data_root}",
+    f"--workdir={tmp_path / 'run'}",
+    data_root=data_root,
+  )
+  assert_one_line_error(proc, "data.name=ml100k does not read data.path", "set data.root")
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_repeated_tuple_override_is_refused(tmp_path, data_root):  # noqa: F811
+  proc = launch(
+    *TINY_FLAGS,
+    "--config.model.user_layers=(32,8)",
+    f"--workdir={tmp_path / 'run'}",
+    data_root=data_root,
+  )
+  assert_one_line_error(proc, "--config.model.user_layers is given more than once")
