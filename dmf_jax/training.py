@@ -144,10 +144,10 @@ def build_data(config, train: sparse.CSR, max_target: float, mesh) -> TrainData:
   per_batch = positives_per_batch(config)
   shards = mesh.shape[parallel.DATA]
   log.info("first layer: %s rows of Y (model.first_layer=%s)", form, config.model.first_layer)
-  if config.model.loss == "ce" or not FAMILIES[config.model.name].two_tower:  # NCF: implicit
+  if FAMILIES[config.model.name].two_tower:
+    targets = losses.target(config.model.loss, train.values, max_target)
+  else:  # NCF's log loss: every positive targets 1
     targets = np.ones_like(train.values)
-  else:
-    targets = train.values / max_target
   users, items = typical_batches(train, per_batch, config.train.neg_ratio)
   data = TrainData(
     user_rows=models.SparseRows.from_csr(train, form, per_batch, shards, users),
