@@ -175,11 +175,14 @@ def _where_to_resume() -> str:
   """Where an interrupted run goes on from: its latest checkpoint, found without orbax."""
   if _MODE.value != "train" or not _WORKDIR.value:
     return "nothing was changed"
-  epochs = [
-    int(p.parent.name)
-    for p in pathlib.Path(_WORKDIR.value).glob("**/checkpoints/*/meta")
-    if p.parent.name.isdigit()
-  ]
+  try:
+    epochs = [
+      int(p.parent.name)
+      for p in pathlib.Path(_WORKDIR.value).glob("**/checkpoints/*/meta")
+      if p.parent.name.isdigit()
+    ]
+  except OSError:  # orbax was renaming a checkpoint's folder as the signal came
+    return f"the same command resumes {_WORKDIR.value} from its latest checkpoint"
   if not epochs:
     return f"the same command starts the run in {_WORKDIR.value} again"
   return (
