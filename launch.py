@@ -116,6 +116,19 @@ def _serve():
     print(f"{r.rank}\t{r.item}\t{r.score:.6f}\t{r.title}")
 
 
+def _drop_orbax_thread_errors(record: logging.LogRecord) -> bool:
+  return not (record.levelno >= logging.ERROR and f"orbax{os.sep}checkpoint" in record.pathname)
+
+
+def _drop_closed_loop_callbacks(unraisable) -> None:
+  """Tensorstore's writes still in flight when a failed save closed orbax's event loop report
+  that the loop is closed; the save's own error is the one the run reports."""
+  if not (
+    unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed"
+  ):
+    sys.__unraisablehook__(unraisable)
+
+
 def _stop_now(signum, frame):
   """Ctrl-C and SIGTERM: every file of a run is whole at any moment (as after `kill -9`), so the
   run stops at once, saying where it will resume from."""
@@ -131,9 +144,12 @@ def main(argv):
   # Orbax and JAX log every checkpoint and backend probe through absl at INFO; keep warnings only.
   for noisy in ("absl", "jax._src.xla_bridge"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
-  # Orbax reads a checkpoint's arrays in asyncio tasks; when one fails, the error reaches the run
-  # (one `error:` line) and asyncio also logs the sibling tasks' copies of it with tracebacks.
+  # Orbax reads and writes a checkpoint's arrays in worker threads and asyncio tasks; when one
+  # fails, the error reaches the run (one `error:` line), and the threads and asyncio also log their
+  # copies of it with tracebacks.
   logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+  logging.getLogger("absl").addFilter(_drop_orbax_thread_errors)
+  sys.unraisablehook = _drop_closed_loop_callbacks
   if _DISTRIBUTED.value:
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:

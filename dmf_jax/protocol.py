@@ -26,7 +26,7 @@ import zipfile
 
 import numpy as np
 
-from dmf_jax import sparse
+from dmf_jax import files, sparse
 from dmf_jax.data import Interactions
 from dmf_jax.errors import ConfigError, DataError, UserError
 
@@ -89,10 +89,8 @@ class DamagedSplit(UserError):
 
 def _atomic_savez(path: pathlib.Path, **arrays) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-  with open(tmp, "wb") as f:
+  with files.atomic_write(path, "wb") as f:
     np.savez(f, **arrays)
-  os.replace(tmp, path)
 
 
 def split_key(data: Interactions, split_seed: int, validation: str, num_negatives: int) -> str:

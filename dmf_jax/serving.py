@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
-import os
 import pathlib
 from collections.abc import Mapping, Sequence
 
@@ -23,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_dict
 
-from dmf_jax import baselines, checkpoints, models, ncf, protocol, sparse, training
+from dmf_jax import baselines, checkpoints, files, models, ncf, protocol, sparse, training
 from dmf_jax import data as data_lib
 from dmf_jax.errors import UserError
 from dmf_jax.workdir import Workdir
@@ -206,8 +205,7 @@ class Recommender:
     written = []
     if self.user_vectors is not None:
       path = folder / "vectors.npz"
-      tmp = folder / f".vectors.{os.getpid()}.tmp"
-      with open(tmp, "wb") as f:
+      with files.atomic_write(path, "wb") as f:
         np.savez(
           f,
           user_ids=self.data.user_ids.astype(str),
@@ -215,18 +213,15 @@ class Recommender:
           item_ids=self.data.item_ids.astype(str),
           item_vectors=np.asarray(self.item_vectors),
         )
-      os.replace(tmp, path)
       written.append(path)
     path = folder / "topk.csv"
-    tmp = folder / f".topk.{os.getpid()}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with files.atomic_write(path) as f:
       writer = csv.writer(f)
       writer.writerow(["user", "rank", "item", "score"])
       for start in range(0, len(self.data.user_ids), 256):
         users = self.data.user_ids[start : start + 256]
         for user, recs in zip(users, self.recommend(users, k), strict=True):
           writer.writerows([user, r.rank, r.item, f"{r.score:.6g}"] for r in recs)
-    os.replace(tmp, path)
     written.append(path)
     return written
 

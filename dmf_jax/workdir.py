@@ -30,7 +30,7 @@ import jax
 import numpy as np
 from ml_collections import config_dict
 
-from dmf_jax import protocol
+from dmf_jax import files, protocol
 from dmf_jax.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,8 @@ def read_json(path: pathlib.Path):
 
 def write_json(path: pathlib.Path, value) -> None:
   """Writes JSON through a temporary file, so readers never see half a file."""
-  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-  tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
-  os.replace(tmp, path)
+  with files.atomic_write(path) as f:
+    f.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def code_version() -> str | None:
@@ -237,9 +236,8 @@ class Workdir:
   @_process_zero_writes
   def rewrite_metrics(self, records: list[dict]) -> None:
     """Replaces the metrics with `records` (a resumed run keeps those up to its checkpoint)."""
-    tmp = self.file(f".{METRICS}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-    os.replace(tmp, self.file(METRICS))
+    with files.atomic_write(self.file(METRICS)) as f:
+      f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
   def metrics(self) -> list[dict]:
     path = self.file(METRICS)
@@ -260,10 +258,8 @@ class Workdir:
   def save_ranks(self, user_ids: np.ndarray, ranks: dict[str, dict[str, np.ndarray]]) -> None:
     """Per-user 0-based ranks: arrays `valid_sampled`, `valid_full`, `test_sampled`, `test_full`."""
     flat = {f"{which}_{kind}": r for which, by_kind in ranks.items() for kind, r in by_kind.items()}
-    tmp = self.file(f".{RANKS}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with files.atomic_write(self.file(RANKS), "wb") as f:
       np.savez(f, user_ids=np.asarray(user_ids, dtype=str), **flat)
-    os.replace(tmp, self.file(RANKS))
 
   @_process_zero_writes
   def finish(self, results: dict) -> None:

@@ -151,13 +151,31 @@ def local_server():
   server.close()
 
 
-def launch(*args, data_root=None, timeout=300):
-  """Runs launch.py as a user would; returns the finished process."""
+# Runs a command under a file-size limit (RLIMIT_FSIZE, `ulimit -f`): set in a process of its own,
+# since a `preexec_fn` would fork the test's process, which JAX's threads make unsafe.
+_UNDER_FILE_SIZE_LIMIT = (
+  "import os, resource, sys; limit = int(sys.argv[1]); "
+  "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
+def launch(*args, data_root=None, timeout=300, file_size_limit=None):
+  """Runs launch.py as a user would (under `file_size_limit` bytes a file if given); returns the
+  finished process."""
   env = dict(os.environ)
   if data_root is not None:
     env["DMF_DATA_DIR"] = str(data_root)
   return subprocess.run(
-    [sys.executable, str(REPO / "launch.py"), *map(str, args)],
+    [
+      *(
+        [sys.executable, "-c", _UNDER_FILE_SIZE_LIMIT, str(file_size_limit)]
+        if file_size_limit
+        else []
+      ),
+      sys.executable,
+      str(REPO / "launch.py"),
+      *map(str, args),
+    ],
     capture_output=True,
     text=True,
     cwd=REPO,
