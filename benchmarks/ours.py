@@ -1,7 +1,7 @@
 """dmf_jax's training and evaluation, timed the way `training.train` runs them.
 
-Compilation is timed apart from the epochs (`lower(...).compile()` on the epoch program, then the
-compiled program runs every epoch). With `max_steps`, each epoch is that many steps over a random
+Compilation is timed apart from the epochs (a first, untimed-as-an-epoch call of
+`Trainer.train_epoch` compiles its programs), then every epoch runs in chunks as training runs it. With `max_steps`, each epoch is that many steps over a random
 subset of the positives, and seconds per epoch are scaled up to the full epoch's steps. Without
 `evaluate`, the model trains on every rating (no held-out items) and evaluation is not timed: a
 catalogue of a million items has no leave-one-out split or full ranking worth its hours on a CPU.
@@ -110,19 +110,20 @@ def measure(
   per_batch = trainer.positives_per_batch
   state = trainer.init_state(training.init_key(config.seed))
 
+  # Compiled by a first epoch (epoch 0's keys, not one of the timed epochs), timed with it.
   began = time.perf_counter()
-  epoch_program = trainer.train_epoch.lower(
-    state, data, *training.epoch_keys(config.seed, 1, True)
-  ).compile()
+  state = jax.block_until_ready(
+    trainer.train_epoch(state, data, *training.epoch_keys(config.seed, 0, True))[0]
+  )
   compile_seconds = time.perf_counter() - began
 
   epoch_seconds, losses = [], []
   for epoch in range(1, epochs + 1):
     began = time.perf_counter()
-    state, step_losses, _ = epoch_program(
+    state, step_losses, _ = trainer.train_epoch(
       state, data, *training.epoch_keys(config.seed, epoch, True)
     )
-    losses.append(float(np.asarray(step_losses).mean()))  # the epoch's one host synchronisation
+    losses.append(float(step_losses.mean()))
     epoch_seconds.append((time.perf_counter() - began) * full_steps / steps)
 
   timings = {}

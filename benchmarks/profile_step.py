@@ -59,7 +59,7 @@ def main(argv=None) -> None:
   config, trainer, data, steps = prepared.config, prepared.trainer, prepared.data, prepared.steps
   state = trainer.init_state(training.init_key(config.seed))
   keys = training.epoch_keys(config.seed, 1, True)
-  program = trainer.train_epoch.lower(state, data, *keys).compile()
+  program = trainer.whole_epoch.lower(state, data, *keys).compile()
   if args.hlo:
     pathlib.Path(args.hlo).write_text(program.as_text())
   state, losses, _ = program(state, data, *keys)

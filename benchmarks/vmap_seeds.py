@@ -41,7 +41,7 @@ def main() -> None:
   stacked_keys = [jnp.stack([k[i] for k in keys]) for i in range(2)]
 
   began = time.perf_counter()
-  one = trainer.train_epoch.lower(states[0], data, *keys[0]).compile()
+  one = trainer.whole_epoch.lower(states[0], data, *keys[0]).compile()
   compile_one = time.perf_counter() - began
   together = jax.jit(jax.vmap(trainer.epoch_fn, in_axes=(0, None, 0, 0)))
   began = time.perf_counter()

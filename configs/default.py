@@ -74,6 +74,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.train.neg_ratio = 7  # Sampled negatives per positive (paper's implementation: 7).
   config.train.resample_negatives = True  # False: Algorithm 1's one sample for all epochs.
   config.train.patience = config_dict.placeholder(int)  # Stop after this many epochs without gain.
+  # Steps per compiled chunk of an epoch: progress is reported once per chunk (results do not
+  # depend on it; test_training checks the parameters against an unchunked epoch).
+  config.train.chunk_steps = 256
 
   config.eval = config_dict.ConfigDict()
   config.eval.num_negatives = 100  # Sampled negatives per held-out item (paper: 100; NCF: 99).

@@ -23,6 +23,7 @@ class Context:
   eval_sets: dict[str, evaluation.EvalSet]
   workdir: Workdir
   initial_params: dict | None = None  # a trained model's start (NeuMF-p's), else its own init
+  label: str = ""  # the run's name in its progress
 
   def evaluate(self, score_all: evaluation.ScoreAll):
     """Validation and test metrics and per-user ranks of `score_all`."""

@@ -190,27 +190,36 @@ def check_config(config: config_dict.ConfigDict) -> None:
 
 
 def train_and_evaluate(
-  config: config_dict.ConfigDict, workdir: str | pathlib.Path, *, overwrite: bool = False
+  config: config_dict.ConfigDict,
+  workdir: str | pathlib.Path,
+  *,
+  overwrite: bool = False,
+  label: str | None = None,
 ) -> dict:
   """Runs `config` in `workdir` and returns the contents of its `results.json`.
 
   A workdir holding this config's finished run is left alone and its results returned; one holding
   another config's run is refused unless `overwrite`, which starts the run over. The workdir is
-  held for the whole run: another process's run there is refused (`WorkdirBusy`).
+  held for the whole run: another process's run there is refused (`WorkdirBusy`). `label` names
+  the run in its progress (default: the model's name).
   """
   wall_start = time.perf_counter()
   check_config(config)
   run = Workdir(workdir)
   with run.locked():
-    return _train_and_evaluate(config, run, overwrite=overwrite, wall_start=wall_start)
+    return _train_and_evaluate(
+      config, run, overwrite=overwrite, wall_start=wall_start, label=label or config.model.name
+    )
 
 
-def _train_and_evaluate(config, run: Workdir, *, overwrite: bool, wall_start: float) -> dict:
+def _train_and_evaluate(config, run: Workdir, *, overwrite: bool, wall_start: float, label: str):
   """`train_and_evaluate` in a workdir this process holds."""
   run.remove_leftovers()
   if run.claim(config, overwrite=overwrite) == "finished":
-    log.info("%s already holds this config's finished run; nothing to do", run.path)
-    return run.results()
+    log.info("%s already holds this config's finished run; nothing to train", run.path)
+    results = run.results()
+    _report(config.model.name, results)
+    return results
 
   data = data_lib.load(config.data)
   split = protocol.get_split(
@@ -228,7 +237,7 @@ def _train_and_evaluate(config, run: Workdir, *, overwrite: bool, wall_start: fl
   run.save_split(split)
   train = split.train_matrix(implicit=config.data.implicit)
   context = Context(
-    config, data, split, train, evaluation.eval_sets(split, train), run, initial_params
+    config, data, split, train, evaluation.eval_sets(split, train), run, initial_params, label
   )
   log.info("%s on %s (%d training ratings)", config.model.name, data.name, train.nnz)
 
@@ -238,7 +247,8 @@ def _train_and_evaluate(config, run: Workdir, *, overwrite: bool, wall_start: fl
   results = {
     "model": config.model.name,
     "dataset": data.name,
-    "data": data.statistics(),
+    # The file itself (resolved), so that serving finds it from any shell.
+    "data": {**data.statistics(), "path": str(data.path.resolve())},
     "split": split.key,
     "seed": config.seed,
     "best_epoch": outcome.best_epoch,
@@ -249,14 +259,18 @@ def _train_and_evaluate(config, run: Workdir, *, overwrite: bool, wall_start: fl
     "code": code_version(),
   }
   run.finish(results)
+  _report(config.model.name, results)
+  return results
+
+
+def _report(name: str, results: dict) -> None:
   log.info(
     "%s: best epoch %d, validation %s, test %s",
-    config.model.name,
-    outcome.best_epoch,
+    name,
+    results["best_epoch"],
     _brief(results["validation"]),
     _brief(results["test"]),
   )
-  return results
 
 
 def _brief(metrics: dict[str, float]) -> str:

@@ -36,6 +36,7 @@ from ml_collections import config_dict
 
 from dmf_jax import experiment
 from dmf_jax.errors import ConfigError
+from dmf_jax.progress import duration
 from dmf_jax.workdir import Workdir, WorkdirBusy, code_version, write_json
 
 log = logging.getLogger(__name__)
@@ -150,14 +151,23 @@ def run(
   todo = sum(state != "finished" for state in states)
   log.info("sweep: %d runs (%d to train) into %s", len(runs), todo, directory)
   started = time.perf_counter()
-  busy = []
+  busy, trained_seconds, trained = [], 0.0, 0
   for index, (member, state) in enumerate(zip(runs, states, strict=True), 1):
-    log.info("sweep run %d/%d: %s seed %d (%s)", index, len(runs), member.name, member.seed, state)
+    label = f"member {index}/{len(runs)} {member.name} seed {member.seed}"
+    left = sum(s != "finished" for s in states[index - 1 :])
+    eta = ""
+    if trained and state != "finished":
+      eta = f"; the sweep's {left} runs to train take about {duration(trained_seconds / trained * left)}"
+    log.info("sweep %s (%s)%s", label, state, eta)
+    began = time.perf_counter()
     try:
-      experiment.train_and_evaluate(member.config, member.workdir, overwrite=overwrite)
+      experiment.train_and_evaluate(member.config, member.workdir, overwrite=overwrite, label=label)
     except WorkdirBusy as e:
-      log.warning("sweep run %d/%d skipped: %s", index, len(runs), e)
+      log.warning("sweep %s skipped: %s", label, e)
       busy.append(member)
+      continue
+    if state != "finished":
+      trained_seconds, trained = trained_seconds + time.perf_counter() - began, trained + 1
   if busy:
     log.warning(
       "sweep: %d of %d runs were held by other processes; run the sweep again once they end to "
@@ -167,7 +177,7 @@ def run(
     )
   rows = summarize(runs)
   if rows and jax.process_index() == 0:  # a multi-host sweep's summary is written once
-    write_summary(directory, rows, runs)
+    plots = write_summary(directory, rows, runs)
     record = {
       "command": shlex.join(["python", *sys.argv]),
       "machine": machine(),
@@ -176,6 +186,11 @@ def run(
     previous = directory / "sweep.json"
     if todo or not previous.is_file():  # a re-run that trains nothing keeps the original record
       write_json(previous, {**record, "wall_seconds": round(time.perf_counter() - started, 1)})
+    log.info(
+      "sweep: summary in %s%s",
+      directory / "summary.md",
+      f"; plots {', '.join(map(str, plots))}" if plots else "",
+    )
   return rows
 
 
@@ -222,7 +237,10 @@ def summarize(runs: list[Member]) -> list[dict]:
   return rows
 
 
-def write_summary(directory: pathlib.Path, rows: list[dict], runs: list[Member]) -> None:
+def write_summary(
+  directory: pathlib.Path, rows: list[dict], runs: list[Member]
+) -> list[pathlib.Path]:
+  """Writes `summary.csv`, `summary.md`, `summary.json` and the plots; returns the plots' paths."""
   columns = [c for c in rows[0] if c != "overrides"]
   buffer = io.StringIO()
   writer = csv.writer(buffer)
@@ -256,7 +274,7 @@ def write_summary(directory: pathlib.Path, rows: list[dict], runs: list[Member])
     )
   (directory / "summary.md").write_text("\n".join(lines) + "\n")
   write_json(directory / "summary.json", rows)
-  _plot(directory, rows, runs)
+  return _plot(directory, rows, runs)
 
 
 def _fmt(value) -> str:

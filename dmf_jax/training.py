@@ -1,12 +1,13 @@
 """Training DMF and LFM (Algorithm 1), and the NCF models: a pure step, compiled epochs, on-device
 negatives, checkpoints, resume.
 
-The step (`train_step`) and the epoch (`train_epoch`) are pure module-level functions of a
-`TrainState` (step, params, optimizer state) and the training data; `Trainer` binds them to one
-config with `functools.partial` and jits them with their shardings. An epoch is one compiled
-program: it shuffles the training positives, draws `train.neg_ratio` negatives per positive from
-the user's unobserved items (`negatives`), and runs every step in a `lax.scan`; the host reads the
-losses once per epoch. A batch holds positives with their own negatives (same user), so the user
+The step (`train_step`) and the epoch (`plan_epoch`, then `train_steps`) are pure module-level
+functions of a `TrainState` (step, params, optimizer state) and the training data; `Trainer` binds
+them to one config with `functools.partial` and jits them with their shardings. An epoch's plan
+shuffles the training positives and draws `train.neg_ratio` negatives per positive from the user's
+unobserved items (`negatives`); its steps run in a `lax.scan`, in chunks of `train.chunk_steps`
+(the host reads each chunk's losses, for progress, while the next chunk runs; the parameters are
+those of one scan over the epoch, bit for bit). A batch holds positives with their own negatives (same user), so the user
 tower runs once per positive; `train.batch_size` counts instances and is rounded down to a
 multiple of 1 + neg_ratio. PRNG keys derive from `seed` and the epoch, so a resumed run continues
 the same stream.
@@ -31,11 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
-from tqdm import tqdm
 
 from dmf_jax import checkpoints, losses, models, ncf, negatives, parallel, sparse
 from dmf_jax.context import Context, Outcome
 from dmf_jax.errors import ConfigError, UserError
+from dmf_jax.progress import Progress
 from dmf_jax.workdir import METRICS, Workdir
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,8 @@ def check_config(config) -> None:
     raise ConfigError(f"train.lr={train.lr}: must be a finite number > 0")
   if train.epochs < 1:
     raise ConfigError(f"train.epochs={train.epochs}: must be at least 1")
+  if train.chunk_steps < 1:
+    raise ConfigError(f"train.chunk_steps={train.chunk_steps}: must be at least 1")
   if train.batch_size < 1 + train.neg_ratio:
     raise ConfigError(
       f"train.batch_size={train.batch_size} holds no positive with its {train.neg_ratio} negatives"
@@ -201,6 +204,45 @@ def train_step(state: TrainState, data: TrainData, batch, *, loss_fn, optimizer)
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), loss
 
 
+def plan_epoch(
+  data: TrainData, shuffle_key, negatives_key, *, positives_per_batch: int, neg_ratio: int
+):
+  """An epoch's batches (`int32[steps, P]`, indices of training positives), its negatives
+  (`int32[T, neg_ratio]`, per positive) and how many negatives collided with a positive."""
+  num_positives = data.pos_users.shape[0]
+  steps = num_positives // positives_per_batch
+  order = jax.random.permutation(shuffle_key, num_positives)
+  order_SxP = order[: steps * positives_per_batch].reshape(steps, positives_per_batch)
+  negatives_TxK, collisions = negatives.sample(
+    negatives_key, data.user_rows, data.pos_users, neg_ratio
+  )
+  return order_SxP, negatives_TxK, collisions
+
+
+def train_steps(
+  state: TrainState,
+  data: TrainData,
+  order_SxP,
+  negatives_TxK,
+  first,
+  num_steps: int,
+  *,
+  step_fn,
+  batch_sharding,
+):
+  """Steps `first` to `first + num_steps` of an epoch's plan in a `lax.scan` of `step_fn`.
+  Returns (state, per-step losses)."""
+  batches = jax.lax.dynamic_slice_in_dim(order_SxP, first, num_steps)
+
+  def step(state, batch_P):
+    batch_P = jax.lax.with_sharding_constraint(batch_P, batch_sharding)
+    items_PxC = jnp.concatenate([data.pos_items[batch_P][:, None], negatives_TxK[batch_P]], 1)
+    targets_PxC = jnp.zeros(items_PxC.shape).at[:, 0].set(data.pos_targets[batch_P])
+    return step_fn(state, data, (data.pos_users[batch_P], items_PxC, targets_PxC))
+
+  return jax.lax.scan(step, state, batches)
+
+
 def train_epoch(
   state: TrainState,
   data: TrainData,
@@ -212,23 +254,21 @@ def train_epoch(
   neg_ratio: int,
   batch_sharding,
 ):
-  """One pass over the positives in `lax.scan` steps of `step_fn`. Returns (state, per-step
-  losses, negative collisions)."""
-  num_positives = data.pos_users.shape[0]
-  steps = num_positives // positives_per_batch
-  order = jax.random.permutation(shuffle_key, num_positives)
-  order_SxP = order[: steps * positives_per_batch].reshape(steps, positives_per_batch)
-  negatives_TxK, collisions = negatives.sample(
-    negatives_key, data.user_rows, data.pos_users, neg_ratio
+  """One pass over the positives as one program (for callers that transform it, such as vmapped
+  seeds). Returns (state, per-step losses, negative collisions)."""
+  order_SxP, negatives_TxK, collisions = plan_epoch(
+    data, shuffle_key, negatives_key, positives_per_batch=positives_per_batch, neg_ratio=neg_ratio
   )
-
-  def step(state, batch_P):
-    batch_P = jax.lax.with_sharding_constraint(batch_P, batch_sharding)
-    items_PxC = jnp.concatenate([data.pos_items[batch_P][:, None], negatives_TxK[batch_P]], 1)
-    targets_PxC = jnp.zeros(items_PxC.shape).at[:, 0].set(data.pos_targets[batch_P])
-    return step_fn(state, data, (data.pos_users[batch_P], items_PxC, targets_PxC))
-
-  state, step_losses = jax.lax.scan(step, state, order_SxP)
+  state, step_losses = train_steps(
+    state,
+    data,
+    order_SxP,
+    negatives_TxK,
+    0,
+    order_SxP.shape[0],
+    step_fn=step_fn,
+    batch_sharding=batch_sharding,
+  )
   return state, step_losses, collisions
 
 
@@ -300,18 +340,37 @@ class Trainer:
     loss_fn = functools.partial(
       batch_loss, module=self.module, point_loss=self.family.point_loss, l2=config.model.l2
     )
-    # The epoch as a pure function, for callers that transform it (vmapped seeds) before jitting.
+    step_fn = functools.partial(train_step, loss_fn=loss_fn, optimizer=self.optimizer)
+    # The epoch as one pure function, for callers that transform it (vmapped seeds) before jitting.
     self.epoch_fn = functools.partial(
       train_epoch,
-      step_fn=functools.partial(train_step, loss_fn=loss_fn, optimizer=self.optimizer),
+      step_fn=step_fn,
       positives_per_batch=self.positives_per_batch,
       neg_ratio=config.train.neg_ratio,
       batch_sharding=batches,
     )
-    self.train_epoch = jax.jit(
+    self.whole_epoch = jax.jit(
       self.epoch_fn,
       in_shardings=(state_shardings, everywhere, everywhere, everywhere),
       out_shardings=(state_shardings, everywhere, everywhere),
+      donate_argnums=0,
+    )
+    # The epoch as training runs it: its plan, then its steps in chunks of `train.chunk_steps`
+    # (one program per chunk length, so at most two), which lets the host follow its progress.
+    self._plan_epoch = jax.jit(
+      functools.partial(
+        plan_epoch,
+        positives_per_batch=self.positives_per_batch,
+        neg_ratio=config.train.neg_ratio,
+      ),
+      in_shardings=everywhere,
+      out_shardings=everywhere,
+    )
+    self._train_steps = jax.jit(
+      functools.partial(train_steps, step_fn=step_fn, batch_sharding=batches),
+      static_argnums=5,
+      in_shardings=(state_shardings, everywhere, everywhere, everywhere, everywhere),
+      out_shardings=(state_shardings, everywhere),
       donate_argnums=0,
     )
     self.vectors = self.score_all = None
@@ -327,12 +386,40 @@ class Trainer:
         lambda params, users_B: self.module.apply({"params": params}, users_B, method="score_all")
       )
 
+  def train_epoch(
+    self, state: TrainState, data: TrainData, shuffle_key, negatives_key, on_steps=None
+  ):
+    """One epoch, as `whole_epoch` computes it, in chunks of `train.chunk_steps` steps; calls
+    `on_steps(n)` as each chunk of n steps ends. The host reads a chunk's losses once the next chunk
+    is queued, so the device never waits on it. Returns (state, the per-step losses as a NumPy
+    array, the negatives' collisions)."""
+    order_SxP, negatives_TxK, collisions = self._plan_epoch(data, shuffle_key, negatives_key)
+    steps, chunk = order_SxP.shape[0], self.config.train.chunk_steps
+    losses, queued = [], None
+    for first in range(0, steps, chunk):
+      state, chunk_losses = self._train_steps(
+        state, data, order_SxP, negatives_TxK, first, min(chunk, steps - first)
+      )
+      if queued is not None:
+        losses.append(_finished(queued, on_steps))
+      queued = chunk_losses
+    if queued is not None:
+      losses.append(_finished(queued, on_steps))
+    return state, np.concatenate(losses) if losses else np.zeros(0, np.float32), collisions
+
   def abstract_params(self):
     """Shapes, dtypes and shardings of the params: the restore target of a checkpoint."""
     return self._abstract_params
 
   def abstract_opt_state(self):
     return self._abstract_opt_state
+
+
+def _finished(chunk_losses, on_steps) -> np.ndarray:
+  chunk_losses = np.asarray(chunk_losses)  # waits for the chunk: the host's one sync per chunk
+  if on_steps is not None:
+    on_steps(len(chunk_losses))
+  return chunk_losses
 
 
 def _abstract(leaf, sharding) -> jax.ShapeDtypeStruct:
@@ -370,7 +457,7 @@ def checkpoint_meta(context: Context, state: TrainState) -> dict:
     "step": int(state.step),
     "model": context.config.model.to_dict(),
     "shape": list(context.train.shape),
-    "data": {"path": str(context.data.path), "sha256": context.data.sha256},
+    "data": {"path": str(context.data.path.resolve()), "sha256": context.data.sha256},
   }
 
 
@@ -409,6 +496,7 @@ def train(context: Context) -> Outcome:
   data = build_data(config, context.train, max_target, trainer.mesh)
   ckpt = checkpoints.Checkpoints(run.file(CHECKPOINT_DIR))
   select = config.eval.select
+  progress = None
   try:
     start = ckpt.latest_epoch()
     if start is None:
@@ -421,33 +509,32 @@ def train(context: Context) -> Outcome:
     run.rewrite_metrics(history)
     best = max(history, key=lambda r: (r["validation"][select], -r["epoch"]), default=None)
     train_seconds = sum(r["seconds"] for r in history)
-    instances = (
-      (context.train.nnz // trainer.positives_per_batch)
-      * trainer.positives_per_batch
-      * (1 + config.train.neg_ratio)
-    )
+    steps_per_epoch = context.train.nnz // trainer.positives_per_batch
+    batch = trainer.positives_per_batch * (1 + config.train.neg_ratio)
+    instances = steps_per_epoch * batch
     log.info(
-      "%s: %d epochs of %d instances (%d positives x (1 + %d negatives)), batch %d",
+      "%s: %d epochs of %d steps, %d instances (%d positives x (1 + %d negatives)), batch %d",
       config.model.name,
       config.train.epochs,
+      steps_per_epoch,
       instances,
       instances // (1 + config.train.neg_ratio),
       config.train.neg_ratio,
-      trainer.positives_per_batch * (1 + config.train.neg_ratio),
+      batch,
     )
-    epochs = tqdm(
-      range(start + 1, config.train.epochs + 1),
-      desc=config.model.name,
-      unit="epoch",
-      initial=start,
-      total=config.train.epochs,
-      disable=jax.process_index() > 0,
+    progress = Progress(
+      context.label or config.model.name,
+      config.train.epochs * steps_per_epoch,
+      done=start * steps_per_epoch,
+      instances_per_step=batch,
     )
-    for epoch in epochs:
+    for epoch in range(start + 1, config.train.epochs + 1):
+      progress.note(epoch=f"{epoch}/{config.train.epochs}")
       began = time.perf_counter()
       keys = epoch_keys(config.seed, epoch, config.train.resample_negatives)
-      new_state, step_losses, collisions = trainer.train_epoch(state, data, *keys)
-      step_losses = np.asarray(step_losses)  # the epoch's one host synchronisation
+      new_state, step_losses, collisions = trainer.train_epoch(
+        state, data, *keys, on_steps=progress.advance
+      )
       seconds = time.perf_counter() - began
       bad = np.flatnonzero(~np.isfinite(step_losses))
       if bad.size:
@@ -473,7 +560,7 @@ def train(context: Context) -> Outcome:
       if best is None or metrics["valid"][select] > best["validation"][select]:
         best = record
       ckpt.prune({epoch, best["epoch"]})  # the latest, to resume from, and the best, to report
-      epochs.set_postfix(
+      progress.note(
         loss=f"{record['loss']:.4f}", **{f"val_{select}": f"{metrics['valid'][select]:.4f}"}
       )
       if config.train.patience and epoch - best["epoch"] >= config.train.patience:
@@ -487,6 +574,8 @@ def train(context: Context) -> Outcome:
     best_params = ckpt.restore_params(best["epoch"], trainer.abstract_params())
     metrics, ranks = context.evaluate(score_function(trainer, best_params, data))
   finally:
+    if progress is not None:
+      progress.close()
     ckpt.close()
   return Outcome(
     best_epoch=best["epoch"], metrics=metrics, ranks=ranks, train_seconds=train_seconds

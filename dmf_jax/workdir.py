@@ -119,6 +119,14 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
   return out
 
 
+def _run_fields(config: dict) -> dict:
+  """The fields a run's results depend on: not the sweep's own (how many seeds it runs: a sweep
+  grown to more seeds keeps the members it finished), nor how an epoch is chunked."""
+  fields = {k: v for k, v in config.items() if k != "sweep"}
+  fields["train"] = {k: v for k, v in fields.get("train", {}).items() if k != "chunk_steps"}
+  return fields
+
+
 class Workdir:
   """The outputs of one run in `path`."""
 
@@ -174,7 +182,9 @@ class Workdir:
 
     Returns:
       "finished" when it holds this config's finished run, "resume" when it holds this config's
-      unfinished run, "new" otherwise (empty, or to be cleared: `overwrite` starts over).
+      unfinished run (or one of fewer `train.epochs`, not finished), "extend" when it holds this
+      config's finished run of fewer `train.epochs` (it goes on from its latest checkpoint), "new"
+      otherwise (empty, or to be cleared: `overwrite` starts over).
 
     Raises:
       ConfigError: it holds a run of another config and `overwrite` is false.
@@ -184,14 +194,12 @@ class Workdir:
     stored = self.stored_config()
     if stored is None:
       return "new"
-    # The sweep's own fields (how many seeds it runs) do not change a member's run, so a sweep
-    # grown to more seeds keeps the members it already finished.
-    changes = _differences(
-      {k: v for k, v in stored.items() if k != "sweep"},
-      {k: v for k, v in config_to_json(config).items() if k != "sweep"},
-    )
+    changes = _differences(_run_fields(stored), _run_fields(config_to_json(config)))
     if not changes:
       return "finished" if self.file(RESULTS).is_file() else "resume"
+    old_epochs, new_epochs = stored["train"]["epochs"], config.train.epochs
+    if len(changes) == 1 and changes[0].startswith("train.epochs:") and new_epochs > old_epochs:
+      return "extend" if self.file(RESULTS).is_file() else "resume"
     raise ConfigError(
       f"{self.path} holds a run with another config ({'; '.join(changes[:5])}"
       f"{'; ...' if len(changes) > 5 else ''}): choose another --workdir or pass --overwrite"
@@ -203,7 +211,19 @@ class Workdir:
     if overwrite and any(self.file(name).exists() for name in RUN_OUTPUTS):
       log.warning("--overwrite: removing the previous run's outputs in %s", self.path)
       self.clear()
+    if state == "extend":
+      log.info(
+        "%s: train.epochs grew from %d to %d: the finished run goes on from its last checkpoint",
+        self.path,
+        self.stored_config()["train"]["epochs"],
+        config.train.epochs,
+      )
+      self._unfinish()
     return state
+
+  @_process_zero_writes
+  def _unfinish(self) -> None:
+    self.file(RESULTS).unlink()
 
   @_process_zero_writes
   def remove_leftovers(self) -> None:

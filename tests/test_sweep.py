@@ -108,7 +108,8 @@ def test_sweep_from_the_command_line(tmp_path, data_root):  # noqa: F811
   )
   proc = launch(f"--config={config_file}", f"--workdir={tmp_path / 'out'}", data_root=data_root)
   assert proc.returncode == 0, proc.stderr
-  assert "sweep run 2/2" in proc.stderr
+  assert "sweep member 2/2 name=itemknn,knn_neighbours=5 seed 0" in proc.stderr
+  assert f"sweep: summary in {tmp_path / 'out' / 'summary.md'}" in proc.stderr.splitlines()[-1]
   assert (tmp_path / "out" / "ks=5-10" / "seed0" / "results.json").is_file()
   assert (tmp_path / "out" / "name=itemknn,knn_neighbours=5" / "summary.md").exists() is False
   assert (tmp_path / "out" / "summary.md").read_text().count("\n") == 4

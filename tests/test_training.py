@@ -11,7 +11,7 @@ import pytest
 
 import dmf_jax
 from configs import default
-from dmf_jax import checkpoints, experiment, training
+from dmf_jax import checkpoints, experiment, sparse, training
 from dmf_jax.errors import ConfigError
 from tests.conftest import assert_one_line_error, launch, synthetic_rows, write_ml100k
 
@@ -80,7 +80,11 @@ def test_train_checkpoint_restore_recommend_export(tmp_path, data_root):
     )
   finally:
     ckpt.close()
-  assert meta["data"] == {"path": str(model.data.path), "sha256": results["data"]["sha256"]}
+  assert meta["data"] == {
+    "path": str(model.data.path.resolve()),
+    "sha256": results["data"]["sha256"],
+  }
+  assert results["data"]["path"] == meta["data"]["path"]
   assert meta["model"]["name"] == "dmf" and meta["shape"] == [30, 40]
   assert meta["step"] == results["best_epoch"] * (
     records_steps := meta["step"] // results["best_epoch"]
@@ -132,9 +136,12 @@ def test_lfm_trains_and_refuses_new_users(tmp_path, data_root):
 
 def test_one_compile_across_epochs(tmp_path, data_root, monkeypatch):
   chex.clear_trace_counter()
-  monkeypatch.setattr(training, "train_epoch", chex.assert_max_traces(training.train_epoch, n=1))
-  experiment.train_and_evaluate(tiny_config(data_root, **{"train.epochs": 3}), tmp_path / "run")
-  # A second trace would have raised; the run trained, so the epoch was traced exactly once.
+  monkeypatch.setattr(training, "plan_epoch", chex.assert_max_traces(training.plan_epoch, n=1))
+  # Two chunk lengths: the chunks of train.chunk_steps and the epoch's remainder.
+  monkeypatch.setattr(training, "train_steps", chex.assert_max_traces(training.train_steps, n=2))
+  config = tiny_config(data_root, **{"train.epochs": 3, "train.chunk_steps": 7})
+  experiment.train_and_evaluate(config, tmp_path / "run")
+  # A further trace would have raised: the run trained, so no epoch compiled its programs again.
   assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
 
 
@@ -149,11 +156,11 @@ def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, data_root, mon
     original(self, *args, **kwargs)
     train_epoch = self.train_epoch
 
-    def epoch_then_interrupt(*a):
+    def epoch_then_interrupt(*a, **kw):
       if len(epochs_run) == 2:
         raise KeyboardInterrupt
       epochs_run.append(1)
-      return train_epoch(*a)
+      return train_epoch(*a, **kw)
 
     self.train_epoch = epoch_then_interrupt
 
@@ -181,11 +188,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data
     original(self, *args, **kwargs)
     train_epoch, calls = self.train_epoch, []
 
-    def second_epoch_diverges(*a):
+    def second_epoch_diverges(*a, **kw):
       calls.append(1)
-      state, step_losses, collisions = train_epoch(*a)
+      state, step_losses, collisions = train_epoch(*a, **kw)
       if len(calls) == 2:
-        step_losses = step_losses.at[3].set(np.nan)
+        step_losses[3] = np.nan
       return state, step_losses, collisions
 
     self.train_epoch = second_epoch_diverges
@@ -232,3 +239,27 @@ def test_recommend_cli(tmp_path, data_root):
   assert new.returncode == 0 and len(new.stdout.splitlines()) == 3
   unknown = launch(f"--workdir={workdir}", "--mode=recommend", "--user=nobody", data_root=data_root)
   assert_one_line_error(unknown, "unknown user 'nobody'")
+
+
+@pytest.mark.parametrize("chunk_steps", [1, 7, 1000])
+def test_a_chunked_epoch_equals_the_whole_epoch_bit_for_bit(chunk_steps):
+  rng = np.random.default_rng(0)
+  users, items = np.nonzero(rng.random((40, 30)) < 0.3)
+  ratings = rng.integers(1, 6, len(users)).astype(np.float32)
+  train = sparse.CSR.from_coo(users, items, ratings, (40, 30))
+  config = tiny_config(None, **{"train.chunk_steps": chunk_steps})
+  trainer = training.Trainer(config, train.shape)
+  data = training.build_data(config, train, 5.0, trainer.mesh)
+  keys = training.epoch_keys(config.seed, 1, True)
+  fresh = lambda: trainer.init_state(training.init_key(config.seed))  # noqa: E731 (donated below)
+  whole, whole_losses, whole_collisions = trainer.whole_epoch(fresh(), data, *keys)
+  chunks = []
+  chunked, losses, collisions = trainer.train_epoch(fresh(), data, *keys, on_steps=chunks.append)
+  steps = len(users) // trainer.positives_per_batch
+  assert chunks == [chunk_steps] * (steps // chunk_steps) + [steps % chunk_steps] * (
+    steps % chunk_steps > 0
+  )
+  np.testing.assert_array_equal(losses, whole_losses)
+  assert int(collisions) == int(whole_collisions)
+  for a, b in zip(jax.tree.leaves(chunked), jax.tree.leaves(whole), strict=True):
+    np.testing.assert_array_equal(a, b)
