@@ -8,6 +8,8 @@ epoch, one line per depth, in the figure's form.
 from configs import default
 
 get_config = default.get_config
+# Figure 2 of the paper is a plot without numbers: nothing to mark beside ours.
+REFERENCE = {"source": "Xue et al. 2017 give Figure 2 as a plot, without numbers", "values": {}}
 
 DEPTHS = ((64,), (256, 64), (512, 256, 64), (1024, 512, 256, 64))
 

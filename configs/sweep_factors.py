@@ -4,8 +4,10 @@ python launch.py --config=configs/sweep_factors.py --workdir=runs/sweep_factors
 """
 
 from configs import default
+from dmf_jax import paper
 
 get_config = default.get_config
+REFERENCE = {"source": "Xue et al. 2017, Table 5", "values": paper.TABLE5}
 
 
 def sweep(add):

@@ -4,8 +4,10 @@ python launch.py --config=configs/sweep_neg.py --workdir=runs/sweep_neg [--confi
 """
 
 from configs import default
+from dmf_jax import paper
 
 get_config = default.get_config
+REFERENCE = {"source": "Xue et al. 2017, Table 4", "values": paper.TABLE4}
 
 
 def sweep(add):

@@ -20,69 +20,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dmf_jax import paper
+
 DATASETS = {"ml100k": "ML-100k", "amusic": "Amazon Music"}
 
-# The paper's numbers: (HR@10, NDCG@10).
-PAPER_TABLE2 = {
-  "ml100k": {
-    "ItemPop": (0.406, 0.231),
-    "ItemKNN": (0.600, 0.334),
-    "eALS": (0.621, 0.356),
-    "NeuMF-p": (0.670, 0.395),
-    "DMF-2-ce": (0.679, 0.405),
-    "DMF-2-nce": (0.687, 0.409),
-  },
-  "amusic": {
-    "ItemPop": (0.423, 0.242),
-    "ItemKNN": (0.493, 0.345),
-    "eALS": (0.521, 0.374),
-    "NeuMF-p": (0.527, 0.371),
-    "DMF-2-ce": (0.570, 0.403),
-    "DMF-2-nce": (0.563, 0.397),
-  },
-}
-PAPER_TABLE3 = {
-  "ml100k": {"LFM-nce": (0.634, 0.369), "DMF-1-nce": (0.670, 0.386)},
-  "amusic": {"LFM-nce": (0.491, 0.311), "DMF-1-nce": (0.572, 0.389)},
-}
-PAPER_TABLE4 = {  # negatives per positive -> (HR, NDCG)
-  "ml100k": {
-    1: (0.677, 0.393),
-    2: (0.687, 0.403),
-    5: (0.684, 0.406),
-    9: (0.675, 0.401),
-    10: (0.667, 0.400),
-  },
-  "amusic": {
-    1: (0.569, 0.384),
-    2: (0.562, 0.387),
-    5: (0.556, 0.386),
-    9: (0.567, 0.391),
-    10: (0.554, 0.384),
-  },
-}
-PAPER_TABLE5 = {  # final factors -> (HR, NDCG)
-  "ml100k": {
-    8: (0.660, 0.369),
-    16: (0.672, 0.389),
-    32: (0.675, 0.386),
-    64: (0.682, 0.394),
-    128: (0.677, 0.393),
-  },
-  "amusic": {
-    8: (0.547, 0.357),
-    16: (0.560, 0.371),
-    32: (0.568, 0.377),
-    64: (0.559, 0.374),
-    128: (0.569, 0.384),
-  },
-}
-TOIS2021_ML100K = {  # Ferrari Dacrema et al. (TOIS 2021), their rerun on ML-100k.
-  "DMF-2-nce": (0.593, 0.341),
-  "DMF-2-ce": (0.603, 0.362),
-  "iALS": (0.614, 0.369),
-  "EASE^R": (0.609, 0.357),
-}
 # Sweep member folder -> the paper's row name.
 ROWS = {
   "name=itempop": "ItemPop",
@@ -113,26 +54,26 @@ class Experiment(NamedTuple):
 
 
 EXPERIMENTS = (
-  Experiment("table2", "Table 2: all models", PAPER_TABLE2, "configs/table2.py"),
+  Experiment("table2", "Table 2: all models", paper.TABLE2, "configs/table2.py"),
   Experiment(
     "table2_factors128",
     "Table 2's DMF rows with 128 final factors",
-    PAPER_TABLE2,
+    paper.TABLE2,
     "configs/table2_factors128.py",
     ("amusic",),
   ),
   Experiment(
     "table2_ncf",
     "Table 2's NeuMF-p row with its GMF and MLP pretraining",
-    PAPER_TABLE2,
+    paper.TABLE2,
     "configs/table2_ncf.py",
   ),
   Experiment(
-    "table3", "Table 3: the input matrix (LFM-nce vs DMF-1-nce)", PAPER_TABLE3, "configs/table3.py"
+    "table3", "Table 3: the input matrix (LFM-nce vs DMF-1-nce)", paper.TABLE3, "configs/table3.py"
   ),
-  Experiment("sweep_neg", "Table 4: negative sampling ratio", PAPER_TABLE4, "configs/sweep_neg.py"),
+  Experiment("sweep_neg", "Table 4: negative sampling ratio", paper.TABLE4, "configs/sweep_neg.py"),
   Experiment(
-    "sweep_factors", "Table 5: factors of the final layer", PAPER_TABLE5, "configs/sweep_factors.py"
+    "sweep_factors", "Table 5: factors of the final layer", paper.TABLE5, "configs/sweep_factors.py"
   ),
   Experiment("sweep_depth", "Figure 2: depth", {}, "configs/sweep_depth.py"),
   Experiment(
@@ -283,7 +224,7 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
       "columns here hold the TOIS 2021 study's numbers.",
       "",
     ]
-    lines += _table(rows, TOIS2021_ML100K, lambda m: ROWS.get(m, m))
+    lines += _table(rows, paper.TOIS2021_ML100K, lambda m: ROWS.get(m, m))
     lines += _provenance(meta, runs / "tois2021_ml100k")
     lines += _comparisons(
       runs / "tois2021_ml100k", rows, COMPARISONS["tois2021"], lambda m: ROWS.get(m, m)

@@ -20,7 +20,6 @@ import importlib.util
 import io
 import json
 import logging
-import math
 import os
 import pathlib
 import platform
@@ -34,7 +33,7 @@ import jax
 import numpy as np
 from ml_collections import config_dict
 
-from dmf_jax import experiment
+from dmf_jax import experiment, plots
 from dmf_jax.errors import ConfigError
 from dmf_jax.progress import duration
 from dmf_jax.workdir import Workdir, WorkdirBusy, code_version, write_json
@@ -177,7 +176,15 @@ def run(
     )
   rows = summarize(runs)
   if rows and jax.process_index() == 0:  # a multi-host sweep's summary is written once
-    plots = write_summary(directory, rows, runs)
+    config_module = sweep.__globals__  # the config file's: its docstring and REFERENCE
+    title = (config_module.get("__doc__") or "").strip().splitlines()[:1]
+    figures = write_summary(
+      directory,
+      rows,
+      runs,
+      title=title[0] if title else directory.name,
+      reference=config_module.get("REFERENCE"),
+    )
     record = {
       "command": shlex.join(["python", *sys.argv]),
       "machine": machine(),
@@ -189,7 +196,7 @@ def run(
     log.info(
       "sweep: summary in %s%s",
       directory / "summary.md",
-      f"; plots {', '.join(map(str, plots))}" if plots else "",
+      f"; plots {', '.join(map(str, figures))}" if figures else "",
     )
   return rows
 
@@ -238,7 +245,12 @@ def summarize(runs: list[Member]) -> list[dict]:
 
 
 def write_summary(
-  directory: pathlib.Path, rows: list[dict], runs: list[Member]
+  directory: pathlib.Path,
+  rows: list[dict],
+  runs: list[Member],
+  *,
+  title: str = "",
+  reference: dict | None = None,
 ) -> list[pathlib.Path]:
   """Writes `summary.csv`, `summary.md`, `summary.json` and the plots; returns the plots' paths."""
   columns = [c for c in rows[0] if c != "overrides"]
@@ -274,7 +286,21 @@ def write_summary(
     )
   (directory / "summary.md").write_text("\n".join(lines) + "\n")
   write_json(directory / "summary.json", rows)
-  return _plot(directory, rows, runs)
+  curves = {}
+  for member in runs:
+    run = Workdir(member.workdir)
+    if run.results() is not None:  # finished members only
+      curves.setdefault(member.name, []).append(run.metrics())
+  base = runs[0].config
+  return plots.sweep_figures(
+    directory,
+    rows,
+    curves,
+    title=title,
+    dataset=base.data.name,
+    epochs=base.train.epochs,
+    reference=reference,
+  )
 
 
 def _fmt(value) -> str:
@@ -285,52 +311,3 @@ def _pm(row: dict, key: str) -> str:
   if key not in row:
     return "–"
   return f"{row[key]:.4f} ± {row[key + '_std']:.4f}"
-
-
-def _plot(directory: pathlib.Path, rows: list[dict], runs: list[Member]) -> None:
-  """`metrics.png`: test and validation metrics per member; `curves.png`: validation and test
-  HR@10 and NDCG@10 per epoch, one line per member (mean over seeds), for trained models."""
-  try:
-    import matplotlib
-    import matplotlib.ticker
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-  except ImportError:
-    log.warning("matplotlib is not installed (pip install -e '.[plots]'): no plots")
-    return
-  labels = [row["member"] for row in rows]
-  x = np.arange(len(rows))
-  figure, axes = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(rows)), 4), constrained_layout=True)
-  for axis, metric in zip(axes, ("hr@10", "ndcg@10"), strict=True):
-    for offset, split in ((-0.2, "valid"), (0.2, "test")):
-      means = [row.get(f"{split}_{metric}", math.nan) for row in rows]
-      stds = [row.get(f"{split}_{metric}_std", 0.0) for row in rows]
-      axis.bar(x + offset, means, 0.4, yerr=stds, capsize=3, label=split)
-    axis.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-    axis.set_title(metric.upper().replace("@", "@"))
-    axis.legend()
-  figure.savefig(directory / "metrics.png", dpi=120)
-  plt.close(figure)
-
-  curves = {}
-  for member in runs:
-    run = Workdir(member.workdir)
-    records = run.metrics() if run.results() is not None else []  # finished members only
-    if len(records) > 1:
-      curves.setdefault(member.name, []).append(records)
-  if not curves:
-    return
-  figure, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True, sharex=True)
-  for row_axes, split in zip(axes, ("validation", "test"), strict=True):
-    for axis, metric in zip(row_axes, ("hr@10", "ndcg@10"), strict=True):
-      for name, seeds in curves.items():
-        length = min(len(records) for records in seeds)
-        values = np.mean([[r[split][metric] for r in records[:length]] for records in seeds], 0)
-        axis.plot(np.arange(1, length + 1), values, marker=".", label=name)
-      axis.set_title(f"{split} {metric.upper()}")
-      axis.set_xlabel("epoch")
-      axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-  axes[0][0].legend(fontsize=8)
-  figure.savefig(directory / "curves.png", dpi=120)
-  plt.close(figure)
