@@ -1,6 +1,11 @@
 """Runs dmf_jax from the command line.
 
   python launch.py --config=configs/default.py --workdir=runs/ml100k [--config.model.name=itempop]
+  python launch.py --config=configs/default.py --mode=config   # every config field and its value
+  python launch.py --workdir=runs/ml100k --mode=recommend --user=196
+
+Any config field can be set with --config.<section>.<field>=VALUE; configs/README.md says what
+each config file runs.
 
 All logic lives in the `dmf_jax` package; this file parses flags and reports user errors as one line.
 """
@@ -32,13 +37,20 @@ _OVERWRITE = flags.DEFINE_bool(
 _MODE = flags.DEFINE_enum(
   "mode",
   "train",
-  ["train", "recommend", "export"],
+  ["train", "recommend", "export", "config"],
   "train: run --config in --workdir. recommend: print the top --k items for --user or --ratings "
-  "from the finished run in --workdir. export: write vectors.npz and topk.csv into --workdir.",
+  "from the finished run in --workdir. export: write vectors.npz and topk.csv into --workdir. "
+  "config: print --config's fields with their values (overrides applied), and a sweep's members.",
 )
 _USER = flags.DEFINE_string("user", None, "recommend: a known user's raw id.")
 _RATINGS = flags.DEFINE_string(
   "ratings", None, "recommend: a new user's ratings as ITEM:RATING,ITEM:RATING,..."
+)
+_DATA_ROOT = flags.DEFINE_string(
+  "data_root",
+  None,
+  "recommend and export: the folder that now holds the run's data file, if it has moved since "
+  "training (for ml100k, ml1m and amusic, the folder that holds the data set's directory).",
 )
 _K = flags.DEFINE_integer("k", 10, "recommend and export: how many items per user.", lower_bound=1)
 _DISTRIBUTED = flags.DEFINE_bool(
@@ -67,6 +79,8 @@ def _parse_flags(argv):
   if repeated:
     print(f"error: {repeated[0]} is given more than once: give a tuple once", file=sys.stderr)
     sys.exit(2)
+  if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in argv[1:]):
+    app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)  # absl's own exits 1
   try:
     return flags.FLAGS(argv)
   except Exception as e:  # absl and ml_collections raise several types for one bad flag.
@@ -101,7 +115,7 @@ def _serve():
   logging.getLogger().setLevel(logging.WARNING)  # stdout carries the answer; keep stderr quiet
   if not _WORKDIR.value:
     raise UserError(f"--mode={_MODE.value} needs --workdir, the folder of a finished run")
-  model = dmf_jax.load(_WORKDIR.value)
+  model = dmf_jax.load(_WORKDIR.value, data_root=_DATA_ROOT.value)
   if _MODE.value == "export":
     for path in model.export(_WORKDIR.value, k=_K.value):
       print(path)
@@ -114,6 +128,15 @@ def _serve():
     recommendations = model.recommend_for_ratings(_parse_ratings(_RATINGS.value), k=_K.value)
   for r in recommendations:
     print(f"{r.rank}\t{r.item}\t{r.score:.6f}\t{r.title}")
+
+
+def _print_config(config, sweep_fn) -> None:
+  print(config, end="")
+  if sweep_fn is not None:
+    members = sweep.collect(sweep_fn)
+    print(f"sweep: {len(members)} members x {config.sweep.num_seeds} seeds")
+    for overrides in members:
+      print(f"  {sweep.member_name(overrides)}")
 
 
 def _drop_orbax_thread_errors(record: logging.LogRecord) -> bool:
@@ -153,7 +176,7 @@ def main(argv):
   if _DISTRIBUTED.value:
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
-    if _MODE.value != "train":
+    if _MODE.value in ("recommend", "export"):
       return _serve()
     config = _CONFIG.value
     if config is None:
@@ -162,9 +185,11 @@ def main(argv):
       config.to_dict()
     except OSError as e:  # ml_collections defers a config file's load error to first use.
       raise UserError(f"cannot load --config: {str(e).strip().splitlines()[-1].strip()}") from None
+    sweep_fn = sweep.sweep_function(config_flags.get_config_filename(flags.FLAGS["config"]))
+    if _MODE.value == "config":
+      return _print_config(config, sweep_fn)
     if not _WORKDIR.value:
       raise UserError("--workdir is required: the folder for the run's outputs")
-    sweep_fn = sweep.sweep_function(config_flags.get_config_filename(flags.FLAGS["config"]))
     if sweep_fn is None:
       experiment.train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
     else:

@@ -47,7 +47,7 @@ def _to_tuples(value):
 class Recommender:
   """A finished run restored from its workdir (the best checkpoint of a trained model)."""
 
-  def __init__(self, workdir: str | pathlib.Path):
+  def __init__(self, workdir: str | pathlib.Path, data_root: str | pathlib.Path | None = None):
     run = Workdir(workdir)
     stored, results = run.stored_config(), run.results()
     if stored is None:
@@ -56,7 +56,7 @@ class Recommender:
       raise UserError(f"{run.path}: the run has not finished (no results.json)")
     self.config = config_dict.ConfigDict(_to_tuples(stored))
     self.results = results
-    self.data = data_lib.load(self.config.data)
+    self.data = _training_data(self.config.data, results["data"], run, data_root)
     if self.data.sha256 != results["data"]["sha256"]:
       raise UserError(
         f"{self.data.path}: its checksum differs from the data {run.path} was trained on"
@@ -231,6 +231,33 @@ def _check_k(k: int) -> None:
     raise UserError(f"k={k}: ask for at least 1 item")
 
 
-def load(workdir: str | pathlib.Path) -> Recommender:
-  """The finished run in `workdir`, ready to score and recommend (see `Recommender`)."""
-  return Recommender(workdir)
+def load(workdir: str | pathlib.Path, data_root: str | pathlib.Path | None = None) -> Recommender:
+  """The finished run in `workdir`, ready to score and recommend (see `Recommender`).
+
+  The run's data file is read where the run recorded it, so no setting is needed in a new shell;
+  if it has moved, `data_root` is the folder that now holds it (for a named data set, the folder
+  that holds its directory, as `data.root`)."""
+  return Recommender(workdir, data_root)
+
+
+def _training_data(data_config, recorded: dict, run: Workdir, data_root) -> data_lib.Interactions:
+  """The data the run was trained on, from the file it recorded (or the same file under
+  `data_root`); a run that recorded no file finds its data as training did."""
+  if "path" not in recorded:  # recorded before runs named their file
+    return data_lib.load(data_config)
+  recorded_path = pathlib.Path(recorded["path"])
+  named = data_config.name in data_lib.NAMED
+  # A named data set's file sits in its own directory under the root: <root>/<directory>/<file>.
+  relative = recorded_path.relative_to(recorded_path.parents[1]) if named else recorded_path.name
+  path = pathlib.Path(data_root).expanduser() / relative if data_root else recorded_path
+  if not path.is_file():
+    raise UserError(
+      f"{path}: the data file {run.path} was trained on is missing; give the folder that holds "
+      f"{relative} now with --data_root=DIR (Python: dmf_jax.load(workdir, data_root=DIR))"
+    )
+  data_config = config_dict.ConfigDict(data_config.to_dict())
+  if named:
+    data_config.root = str(path.parents[1])
+  else:
+    data_config.path = str(path)
+  return data_lib.load(data_config)

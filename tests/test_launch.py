@@ -47,7 +47,8 @@ def test_run_then_rerun_then_refuse_other_config(tmp_path):
     assert (workdir / name).is_file()
 
   again = launch(*args, data_root=tmp_path / "data")
-  assert again.returncode == 0 and "nothing to do" in again.stderr
+  assert again.returncode == 0 and "nothing to train" in again.stderr
+  assert "itempop: best epoch" in again.stderr  # its results, again
   assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 1
 
   other = launch(*args, "--config.eval.num_negatives=5", data_root=tmp_path / "data")
@@ -75,3 +76,16 @@ def test_fields_added_after_a_run_do_not_invalidate_it(tmp_path):
   config.model.loss = "ce"
   with pytest.raises(Exception, match="model.loss: 'nce' -> 'ce'"):
     run.claim(config, overwrite=False)
+
+
+def test_help_exits_zero_and_points_to_the_config_fields():
+  proc = launch("--help")
+  assert proc.returncode == 0, proc.stderr
+  assert "--mode=config" in proc.stdout and "--config.<section>.<field>" in proc.stdout
+
+
+def test_mode_config_prints_every_field_with_overrides_and_the_sweeps_members():
+  proc = launch("--config=configs/sweep_neg.py", "--mode=config", "--config.train.epochs=5")
+  assert proc.returncode == 0, proc.stderr
+  assert "  epochs: 5\n" in proc.stdout and "  chunk_steps: 256\n" in proc.stdout
+  assert "sweep: 5 members x 3 seeds\n  neg_ratio=1\n" in proc.stdout

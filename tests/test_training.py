@@ -263,3 +263,51 @@ def test_a_chunked_epoch_equals_the_whole_epoch_bit_for_bit(chunk_steps):
   assert int(collisions) == int(whole_collisions)
   for a, b in zip(jax.tree.leaves(chunked), jax.tree.leaves(whole), strict=True):
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_finished_run_goes_on_when_train_epochs_grows(tmp_path, data_root):
+  straight = experiment.train_and_evaluate(
+    tiny_config(data_root, **{"train.epochs": 3}), tmp_path / "a"
+  )
+  experiment.train_and_evaluate(tiny_config(data_root, **{"train.epochs": 2}), tmp_path / "b")
+  grown = experiment.train_and_evaluate(
+    tiny_config(data_root, **{"train.epochs": 3}), tmp_path / "b"
+  )
+  timing = ("train_seconds", "wall_seconds", "code")
+  assert {k: v for k, v in grown.items() if k not in timing} == {
+    k: v for k, v in straight.items() if k not in timing
+  }
+  assert [
+    json.loads(line)["epoch"]
+    for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+  ] == [
+    1,
+    2,
+    3,
+  ]
+  with pytest.raises(ConfigError, match="train.epochs: 3 -> 2"):  # fewer epochs: another run
+    experiment.train_and_evaluate(tiny_config(data_root, **{"train.epochs": 2}), tmp_path / "b")
+
+
+def test_serving_finds_the_runs_data_from_a_new_shell(tmp_path, monkeypatch):
+  root = tmp_path / "data"
+  write_ml100k(root, synthetic_rows(), titles={i: f"Movie {i}" for i in range(1, 41)})
+  workdir = tmp_path / "run"
+  experiment.train_and_evaluate(tiny_config(root, **{"train.epochs": 1}), workdir)
+  monkeypatch.delenv("DMF_DATA_DIR", raising=False)  # a new shell: nothing says where the data is
+  recommend = ("--mode=recommend", f"--workdir={workdir}", "--user=3", "--k=2")
+  proc = launch(*recommend)
+  assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2, proc.stderr
+  moved = tmp_path / "moved"
+  root.rename(moved)
+  assert_one_line_error(
+    launch(*recommend), f"{root / 'ml-100k' / 'u.data'}: the data file", "--data_root="
+  )
+  again = launch(*recommend, f"--data_root={moved}")
+  assert again.returncode == 0 and again.stdout == proc.stdout, again.stderr
+  with pytest.raises(dmf_jax.errors.UserError, match="data_root=DIR"):
+    dmf_jax.load(workdir)
+  assert (
+    dmf_jax.load(workdir, data_root=moved).recommend(["3"], k=2)[0][0].item
+    == (proc.stdout.split()[1])
+  )
