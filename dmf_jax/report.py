@@ -295,14 +295,96 @@ def _figures(folder, figures, stem, out) -> list[str]:
   return [*lines, ""] if lines else []
 
 
+GLANCE_START = "<!-- results at a glance: written by python -m dmf_jax.report; do not edit -->"
+GLANCE_END = "<!-- end of results at a glance -->"
+BASELINES = ("ItemPop", "ItemKNN", "eALS", "EASE^R", "iALS", "GMF", "MLP", "NeuMF-p")
+
+
+def _pair(row: dict | None) -> str:
+  if row is None:
+    return "–"
+  return f"{row['test_hr@10']:.3f} / {row['test_ndcg@10']:.3f}"
+
+
+def glance(runs: pathlib.Path, report: str = "docs/REPRODUCTION.md") -> list[str] | None:
+  """The README's "Results at a glance": DMF-2-nce as published, as rerun by TOIS 2021 and here,
+  beside our two strongest baselines (test HR@10 / NDCG@10), and the plain conclusion; None
+  without Table 2's runs."""
+  lines = [
+    "| data set | DMF-2-nce, paper | DMF-2-nce, TOIS 2021 rerun | DMF-2-nce, ours | "
+    "strongest baselines, ours |",
+    "|---|---|---|---|---|",
+  ]
+  conclusions = []
+  for dataset, dataset_title in DATASETS.items():
+    rows, _ = load_sweep(runs / f"table2_{dataset}")
+    if rows is None:
+      continue
+    by_label = {ROWS.get(r["member"], r["member"]): r for r in rows}
+    ours = by_label.get("DMF-2-nce")
+    strongest = sorted(
+      (label for label in by_label if label in BASELINES),
+      key=lambda label: -by_label[label]["test_ndcg@10"],
+    )[:2]
+    hr, ndcg = paper.TABLE2[dataset]["DMF-2-nce"]
+    rerun = "–"
+    if dataset in ("ml100k",):
+      tois_rows, _ = load_sweep(runs / "tois2021_ml100k")
+      tois = {ROWS.get(r["member"], r["member"]): r for r in tois_rows or []}
+      theirs = paper.TOIS2021_ML100K["DMF-2-nce"]
+      rerun = f"{theirs[0]:.3f} / {theirs[1]:.3f}"
+      if "DMF-2-nce" in tois:
+        rerun += f" (ours under their protocol: {_pair(tois['DMF-2-nce'])})"
+    lines.append(
+      f"| {dataset_title} | {hr:.3f} / {ndcg:.3f} | {rerun} | {_pair(ours)} | "
+      + "; ".join(f"{label} {_pair(by_label[label])}" for label in strongest)
+      + " |"
+    )
+    if ours is not None and strongest:
+      best = by_label[strongest[0]]
+      conclusions.append(
+        f"on {dataset_title} ours is {ndcg - ours['test_ndcg@10']:.3f} NDCG@10 below the paper "
+        f"and {best['test_ndcg@10'] - ours['test_ndcg@10']:+.3f} behind {strongest[0]}"
+        if best["test_ndcg@10"] > ours["test_ndcg@10"]
+        else f"on {dataset_title} ours is {ndcg - ours['test_ndcg@10']:.3f} NDCG@10 below the "
+        f"paper and ahead of every baseline"
+      )
+  if len(lines) == 2:
+    return None
+  short = f" In short: {'; '.join(conclusions)}." if conclusions else ""
+  return [
+    *lines,
+    "",
+    f"Test HR@10 / NDCG@10, means over seeds.{short} Every table, its commands and the paired "
+    f"tests are in [{report}]({report}).",
+  ]
+
+
+def write_glance(readme: pathlib.Path, lines: list[str]) -> bool:
+  """Replaces the README's block between the glance markers; False when it has none."""
+  text = readme.read_text()
+  start, end = text.find(GLANCE_START), text.find(GLANCE_END)
+  if start < 0 or end < start:
+    return False
+  block = "\n".join([GLANCE_START, *lines, GLANCE_END])
+  readme.write_text(text[:start] + block + text[end + len(GLANCE_END) :])
+  return True
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--runs", default="runs", type=pathlib.Path)
   parser.add_argument("--out", default="docs/REPRODUCTION.md", type=pathlib.Path)
+  parser.add_argument(
+    "--readme", default="README.md", type=pathlib.Path, help="its results-at-a-glance block"
+  )
   args = parser.parse_args(argv)
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(build(args.runs, args.out))
   print(args.out)
+  lines = glance(args.runs)
+  if lines is not None and args.readme.is_file() and write_glance(args.readme, lines):
+    print(args.readme)
 
 
 if __name__ == "__main__":

@@ -32,3 +32,29 @@ def test_report_from_sweep_folders(tmp_path, data_root):  # noqa: F811
   assert "## Not measured yet" in text
   assert "configs/table3.py" in text and "configs/tois2021.py" in text
   assert (tmp_path / "docs" / "figures" / "table2_ml100k_metrics.png").is_file()
+
+
+def test_the_readme_glance_is_generated_between_its_markers(tmp_path, data_root):  # noqa: F811
+  base = tiny_config(data_root, **{"train.epochs": 1})
+  base.sweep.num_seeds = 1
+
+  def table2(add):
+    add(**{"model.name": "itempop"})
+    add(**{"model.name": "itemknn"})
+    add(**{"model.name": "dmf", "model.loss": "nce"})
+
+  rows = sweep.run(base, table2, tmp_path / "runs" / "table2_ml100k", overwrite=False)
+  readme = tmp_path / "README.md"
+  readme.write_text(f"# x\n\n{report.GLANCE_START}\nold\n{report.GLANCE_END}\n\nrest\n")
+  report.main([f"--runs={tmp_path / 'runs'}", f"--out={tmp_path / 'r.md'}", f"--readme={readme}"])
+  text = readme.read_text()
+  assert text.startswith(f"# x\n\n{report.GLANCE_START}\n| data set |") and text.endswith(
+    "\n\nrest\n"
+  )
+  assert "old" not in text and "Amazon Music" not in text  # no runs of it: no row
+  dmf = next(r for r in rows if r["member"] == "name=dmf,loss=nce")
+  ours = f"{dmf['test_hr@10']:.3f} / {dmf['test_ndcg@10']:.3f}"
+  row = next(line for line in text.splitlines() if line.startswith("| ML-100k |"))
+  assert row.startswith(f"| ML-100k | 0.687 / 0.409 | 0.593 / 0.341 | {ours} | ")
+  assert "ItemKNN" in row and "ItemPop" in row
+  assert "In short: on ML-100k ours is" in text
