@@ -107,6 +107,8 @@ class Checkpoints:
       return self._manager.restore(epoch, args=ocp.args.Composite(**items))
     except Exception as e:  # orbax and tensorstore raise many types for one unreadable file
       first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      # Tensorstore appends the repr of a bound method of its spec: not a thing to show a user.
+      first_line = first_line.split(". See full TensorStore details")[0]
       raise UserError(
         f"{folder}: the checkpoint of epoch {epoch} cannot be read ({first_line}); retrain the run "
         "(its launch.py command with --overwrite)"
