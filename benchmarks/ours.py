@@ -20,8 +20,9 @@ from configs import default
 from dmf_jax import evaluation, parallel, protocol, sparse, training
 
 
-def config_for(name: str, layers: tuple[int, ...], first_layer: str):
+def config_for(name: str, layers: tuple[int, ...], first_layer: str, optimizer: str = "adam"):
   config = default.get_config()
+  config.train.optimizer = optimizer
   config.data.name = name
   config.model.user_layers = layers
   config.model.item_layers = layers
@@ -62,6 +63,7 @@ def prepare(
   max_steps: int | None = None,
   evaluate: bool = True,
   root: str | None = None,
+  optimizer: str = "adam",
 ) -> Prepared:
   """Loads `name`, splits it (unless not `evaluate`: then every rating trains) and puts its
   training data on the device; with `max_steps`, a random subset of positives for that many steps."""
@@ -75,7 +77,7 @@ def prepare(
     train = sparse.CSR.from_coo(interactions.users, interactions.items, interactions.ratings, shape)
   max_rating, num_ratings = interactions.max_rating, interactions.num_ratings
   del interactions  # the host copy of a large set is not needed past here
-  config = config_for(name, layers, first_layer)
+  config = config_for(name, layers, first_layer, optimizer)
   trainer = training.Trainer(config, train.shape)
   data = training.build_data(config, train, max_rating, trainer.mesh)
   per_batch = trainer.positives_per_batch

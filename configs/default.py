@@ -71,6 +71,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.train.epochs = 20  # Passes over the training positives (ML-100k has converged by then).
   config.train.batch_size = 256  # Instances per step (positives with their negatives).
   config.train.lr = 1e-4  # DMF, LFM: Adam learning rate (paper: 1e-4); NCF: model.ncf_lr.
+  # adam: exact Adam (the paper's). lazy_adam: user- and item-indexed weights (DMF's first layers,
+  # LFM's and NCF's embeddings) updated at the rows a batch reads only, with their moments.
+  config.train.optimizer = "adam"
   config.train.neg_ratio = 7  # Sampled negatives per positive (paper's implementation: 7).
   config.train.resample_negatives = True  # False: Algorithm 1's one sample for all epochs.
   config.train.patience = config_dict.placeholder(int)  # Stop after this many epochs without gain.

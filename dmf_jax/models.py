@@ -66,16 +66,41 @@ class Family:
 
   `module(config, shape)` is its Flax module, called as `(user_rows, item_rows, users_P, items_PxC)
   -> scores float32[P, C]`; `point_loss(scores, targets)` its per-instance loss (`losses`);
-  `optimizer(config)` its optax transformation; `check_config(config)` fails on fields it cannot
-  train with. A `two_tower` module also has `user_vectors` and `item_vectors`, whose cosines are its
+  `optimizer(config)` its optax transformation, `learning_rate(config)` Adam's rate for
+  `train.optimizer=lazy_adam`; `check_config(config)` fails on fields it cannot train with. A `two_tower` module also has `user_vectors` and `item_vectors`, whose cosines are its
   scores; any other has `score_all(users_B) -> float32[B, N]`.
   """
 
   module: Callable
   point_loss: Callable
   optimizer: Callable
+  learning_rate: Callable
   check_config: Callable
   two_tower: bool
+
+
+# The collection in which a module records, when it is mutable, which rows of its user- and
+# item-indexed weights a batch read (`RowReads`), for a sparse-row optimizer (`lazy_adam`).
+ROW_READS = "row_reads"
+
+
+@struct.dataclass
+class RowReads:
+  """How a batch read the rows of a weight W: batch row b is the sum over the entries t owned by
+  its place (`owner_T[t] == place_B[b]`) of `value_T[t] * W[row_T[t]]`; entries of weight 0 read
+  nothing. So W's gradient is nonzero only at the rows `row_T` names."""
+
+  place_B: jax.Array  # int32[B]
+  owner_T: jax.Array  # int32[T]
+  row_T: jax.Array  # int32[T]
+  value_T: jax.Array  # float32[T]
+
+  @classmethod
+  def lookup(cls, ids: jax.Array) -> RowReads:
+    """An embedding lookup's reads: batch row b is W[ids[b]]."""
+    ids_B = ids.reshape(-1)
+    everyone = jnp.arange(ids_B.shape[0], dtype=jnp.int32)
+    return cls(everyone, everyone, ids_B, jnp.ones(ids_B.shape, jnp.float32))
 
 
 def by_rows(init):
@@ -173,6 +198,28 @@ class SparseRows:
       batch, -1
     )
 
+  def reads(self, ids_B: jax.Array) -> RowReads:
+    """Which rows of W1 the rows `ids_B` read (their nonzeros' columns, weighted by the values),
+    laid in the staircase that fits every batch."""
+    if self.shards == 1:
+      return _reads(self, ids_B)
+    shard = ids_B.shape[0] // self.shards
+    per_shard = jax.vmap(lambda ids_R: _reads(self, ids_R))(ids_B.reshape(self.shards, shard))
+    offset_Sx1 = (jnp.arange(self.shards, dtype=jnp.int32) * shard)[:, None]
+    return RowReads(
+      (per_shard.place_B + offset_Sx1).reshape(-1),
+      (per_shard.owner_T + offset_Sx1).reshape(-1),
+      per_shard.row_T.reshape(-1),
+      per_shard.value_T.reshape(-1),
+    )
+
+
+def _reads(rows: SparseRows, ids_R: jax.Array) -> RowReads:
+  place_of_R, placed_Rx2 = _placement(rows, ids_R)
+  widths = np.asarray(rows.staircases[-1][: ids_R.shape[0]])
+  owner_T, columns_T, values_T = _slots(rows, placed_Rx2, widths)
+  return RowReads(place_of_R.astype(jnp.int32), jnp.asarray(owner_T), columns_T, values_T)
+
 
 # A staircase sized on typical batches is kept when it has at most this share of the slots of the
 # one that fits every batch: below that, the check and the second compiled branch pay for themselves.
@@ -223,6 +270,24 @@ def _distinct_rows_times(rows: SparseRows, w1_CxH: jax.Array, ids_R: jax.Array) 
   by comparing pairs in the staircase that fits every batch 1.3 ms; the dense Y on device that this
   replaces, gathered, 0.9-1.1 ms.
   """
+  place_of_R, placed_Rx2 = _placement(rows, ids_R)
+  staircases = [np.asarray(widths[: ids_R.shape[0]]) for widths in rows.staircases]
+  if rows.form == "dense":
+    # The block depends on the data alone: chosen by `cond`, it is multiplied outside it, so the
+    # gradient never goes through the branches.
+    block_RxC = _through_first_fitting(staircases, placed_Rx2, functools.partial(_block, rows))
+    placed_RxH = block_RxC @ w1_CxH
+  else:
+    placed_RxH = _through_first_fitting(
+      staircases, placed_Rx2, functools.partial(_segment_times, rows, w1_CxH)
+    )
+  return placed_RxH[place_of_R]
+
+
+def _placement(rows: SparseRows, ids_R: jax.Array):
+  """Where a shard's distinct rows go, longest first: (the place each of `ids_R` reads,
+  int32[R]; (start, length) of the row at each place, int32[R, 2], repeats placed last with
+  length 0)."""
   num_rows = ids_R.shape[0]
   first_of_R = jnp.argmax(ids_R[:, None] == ids_R[None, :], axis=1)  # a row's first occurrence
   first_R = first_of_R == np.arange(num_rows)
@@ -239,17 +304,7 @@ def _distinct_rows_times(rows: SparseRows, w1_CxH: jax.Array, ids_R: jax.Array) 
     .at[place_R]
     .set(jnp.stack([starts_R, lengths_R], axis=1), unique_indices=True)
   )
-  staircases = [np.asarray(widths[:num_rows]) for widths in rows.staircases]
-  if rows.form == "dense":
-    # The block depends on the data alone: chosen by `cond`, it is multiplied outside it, so the
-    # gradient never goes through the branches.
-    block_RxC = _through_first_fitting(staircases, placed_Rx2, functools.partial(_block, rows))
-    placed_RxH = block_RxC @ w1_CxH
-  else:
-    placed_RxH = _through_first_fitting(
-      staircases, placed_Rx2, functools.partial(_segment_times, rows, w1_CxH)
-    )
-  return placed_RxH[place_R[first_of_R]]
+  return place_R[first_of_R], placed_Rx2
 
 
 def _through_first_fitting(staircases, placed_Rx2, fn):
@@ -332,7 +387,28 @@ class FirstLayer(nn.Module):
     kernel = self.param(
       "kernel", by_rows(init_normal), (rows.num_columns, self.features), jnp.float32
     )
-    return rows.times(kernel, ids_B)
+    if self.is_mutable_collection(ROW_READS):
+      self.sow(ROW_READS, "kernel", rows.reads(ids_B))
+    # A zero added to the output (when the step passes `perturbations`) whose gradient is the
+    # output's: `lazy_adam` takes W1's gradient from it at the rows read, never a dense one.
+    return self.perturb("kernel", rows.times(kernel, ids_B))
+
+
+class RowEmbed(nn.Module):
+  """An embedding lookup (as `nn.Embed`: `embedding[ids]`, N(0, 0.01)) that records its reads and
+  takes a perturbation like `FirstLayer`, for `lazy_adam`. Parameter `embedding`, split by rows."""
+
+  num_embeddings: int
+  features: int
+
+  @nn.compact
+  def __call__(self, ids: jax.Array) -> jax.Array:
+    embedding = self.param(
+      "embedding", by_rows(init_normal), (self.num_embeddings, self.features), jnp.float32
+    )
+    if self.is_mutable_collection(ROW_READS):
+      self.sow(ROW_READS, "embedding", RowReads.lookup(ids))
+    return self.perturb("embedding", jnp.take(embedding, ids, axis=0))
 
 
 class Tower(nn.Module):
@@ -387,12 +463,8 @@ class LFM(nn.Module):
   factors: int
 
   def setup(self):
-    self.user_embedding = nn.Embed(
-      self.num_users, self.factors, embedding_init=by_rows(init_normal)
-    )
-    self.item_embedding = nn.Embed(
-      self.num_items, self.factors, embedding_init=by_rows(init_normal)
-    )
+    self.user_embedding = RowEmbed(self.num_users, self.factors)
+    self.item_embedding = RowEmbed(self.num_items, self.factors)
 
   def user_vectors(self, user_rows, ids_B: jax.Array) -> jax.Array:
     return self.user_embedding(ids_B)

@@ -38,8 +38,8 @@ OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
 _PART_FIELDS = {"gmf": ("ncf_factors",), "mlp": ("ncf_mlp_layers",)}
 
 
-def _embedding(count: int, size: int, name: str) -> nn.Embed:
-  return nn.Embed(count, size, embedding_init=models.by_rows(models.init_normal), name=name)
+def _embedding(count: int, size: int, name: str) -> models.RowEmbed:
+  return models.RowEmbed(count, size, name=name)
 
 
 class GMF(nn.Module):
@@ -181,6 +181,7 @@ FAMILY = models.Family(
   module=module,
   point_loss=losses.logit_cross_entropy,
   optimizer=optimizer,
+  learning_rate=lambda config: config.model.ncf_lr,
   check_config=check_config,
   two_tower=False,
 )

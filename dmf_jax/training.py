@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import struct
+from flax import struct, traverse_util
 
 from dmf_jax import checkpoints, losses, models, ncf, negatives, parallel, sparse
 from dmf_jax.context import Context, Outcome
@@ -91,6 +91,11 @@ def _adam(config) -> optax.GradientTransformation:
   return optax.adam(config.train.lr)
 
 
+# `train.optimizer`: the family's own (exact Adam for DMF, LFM and NCF), or Adam whose user- and
+# item-indexed weights are updated at the rows a batch reads only (`lazy_adam_step`).
+OPTIMIZERS = ("adam", "lazy_adam")
+
+
 FAMILIES = {
   "dmf": models.Family(
     module=lambda config, shape: models.DMF(
@@ -98,6 +103,7 @@ FAMILIES = {
     ),
     point_loss=losses.cosine_cross_entropy,
     optimizer=_adam,
+    learning_rate=lambda config: config.train.lr,
     check_config=_check_towers,
     two_tower=True,
   ),
@@ -105,6 +111,7 @@ FAMILIES = {
     module=lambda config, shape: models.LFM(*shape, config.model.user_layers[-1]),
     point_loss=losses.cosine_cross_entropy,
     optimizer=_adam,
+    learning_rate=lambda config: config.train.lr,
     check_config=_check_towers,
     two_tower=True,
   ),
@@ -124,6 +131,17 @@ def check_config(config) -> None:
     raise ConfigError(f"train.lr={train.lr}: must be a finite number > 0")
   if train.epochs < 1:
     raise ConfigError(f"train.epochs={train.epochs}: must be at least 1")
+  if train.optimizer not in OPTIMIZERS:
+    raise ConfigError(f"train.optimizer={train.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+  if train.optimizer == "lazy_adam" and model.l2:
+    raise ConfigError(
+      f"model.l2={model.l2} with train.optimizer=lazy_adam: the penalty's gradient is dense in "
+      "every row; set model.l2=0 or use train.optimizer=adam"
+    )
+  if train.optimizer == "lazy_adam" and ncf.is_pretrained(config):
+    raise ConfigError(
+      "train.optimizer=lazy_adam: NeuMF-p trains with model.neumf_optimizer; use train.optimizer=adam"
+    )
   if train.chunk_steps < 1:
     raise ConfigError(f"train.chunk_steps={train.chunk_steps}: must be at least 1")
   if train.batch_size < 1 + train.neg_ratio:
@@ -243,6 +261,94 @@ def train_steps(
   return jax.lax.scan(step, state, batches)
 
 
+def lazy_adam_step(
+  state: TrainState,
+  data: TrainData,
+  batch,
+  *,
+  module,
+  point_loss,
+  learning_rate: float,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+):
+  """`train_step` with `lazy_adam`: Adam in which every user- and item-indexed weight (those whose
+  reads the module records, `models.RowReads`: DMF's first layers, the embeddings of LFM and NCF)
+  is read, updated and written at the rows the batch read only, with its moments, as TensorFlow's
+  LazyAdam; every other weight takes exact Adam (optax's, whose state this keeps). Such a weight's
+  gradient at those rows comes from the gradient of its output (a Flax perturbation), so no dense
+  gradient of it is ever formed. A row's moments do not decay in steps that do not read it."""
+  users_P, items_PxC, targets_PxC = batch
+  inputs = (data.user_rows, data.item_rows, users_P, items_PxC)
+  _, shapes = jax.eval_shape(
+    lambda params: module.apply({"params": params}, *inputs, mutable=["perturbations"]),
+    state.params,
+  )
+  perturbations = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["perturbations"])
+  row_paths = set(traverse_util.flatten_dict(perturbations))
+  params = traverse_util.flatten_dict(state.params)
+  dense = {path: w for path, w in params.items() if path not in row_paths}
+
+  def loss_fn(dense, perturbations):
+    variables = {
+      "params": traverse_util.unflatten_dict({**params, **dense}),
+      "perturbations": perturbations,
+    }
+    scores, reads = module.apply(variables, *inputs, mutable=[models.ROW_READS])
+    return jnp.mean(point_loss(scores, targets_PxC)), reads[models.ROW_READS]
+
+  (loss, reads), (dense_grads, output_grads) = jax.value_and_grad(
+    loss_fn, argnums=(0, 1), has_aux=True
+  )(dense, perturbations)
+  reads, output_grads = traverse_util.flatten_dict(reads), traverse_util.flatten_dict(output_grads)
+  adam, rest = state.opt_state
+  count = optax.safe_increment(adam.count)
+  mu, nu = traverse_util.flatten_dict(adam.mu), traverse_util.flatten_dict(adam.nu)
+  correction_1, correction_2 = 1 - b1**count, 1 - b2**count
+
+  def adam_at(w, g, m, v):
+    m = (1 - b1) * g + b1 * m
+    v = (1 - b2) * g * g + b2 * v
+    step = (m / correction_1.astype(m.dtype)) / (jnp.sqrt(v / correction_2.astype(v.dtype)) + eps)
+    return w - learning_rate * step, m, v
+
+  new = {path: adam_at(params[path], dense_grads[path], mu[path], nu[path]) for path in dense}
+  for path in row_paths:
+    (read,) = reads[path]
+    rows_U, grads_U = _row_gradients(read, output_grads[path], params[path].shape[0])
+    taken = [
+      jnp.take(a, rows_U, axis=0, mode="fill", fill_value=0)
+      for a in (params[path], mu[path], nu[path])
+    ]
+    w_U, m_U, v_U = adam_at(taken[0], grads_U, taken[1], taken[2])
+    new[path] = tuple(
+      whole.at[rows_U].set(part, mode="drop")
+      for whole, part in zip((params[path], mu[path], nu[path]), (w_U, m_U, v_U), strict=True)
+    )
+  unflat = lambda i: traverse_util.unflatten_dict({path: new[path][i] for path in params})  # noqa: E731
+  opt_state = (adam._replace(count=count, mu=unflat(1), nu=unflat(2)), rest)
+  return state.replace(step=state.step + 1, params=unflat(0), opt_state=opt_state), loss
+
+
+def _row_gradients(read: models.RowReads, output_grads, num_rows: int):
+  """The rows a batch read (int32[T], `num_rows` past the distinct ones) and the weight's
+  gradient at each: the reads' values times their batch rows' output gradients, summed per row."""
+  grads_BxH = output_grads.reshape(-1, output_grads.shape[-1])
+  placed_BxH = jax.ops.segment_sum(grads_BxH, read.place_B, num_segments=grads_BxH.shape[0])
+  contributions_TxH = read.value_T[:, None] * placed_BxH[read.owner_T]
+  row_T = jnp.where(read.value_T != 0, read.row_T, num_rows)
+  order_T = jnp.argsort(row_T)
+  sorted_T = row_T[order_T]
+  run_T = jnp.cumsum(jnp.concatenate([jnp.ones(1, bool), sorted_T[1:] != sorted_T[:-1]])) - 1
+  size = row_T.shape[0]
+  grads_UxH = jax.ops.segment_sum(
+    contributions_TxH[order_T], run_T, num_segments=size, indices_are_sorted=True
+  )
+  rows_U = jnp.full(size, num_rows, jnp.int32).at[run_T].set(sorted_T)
+  return rows_U, grads_UxH
+
+
 def train_epoch(
   state: TrainState,
   data: TrainData,
@@ -340,7 +446,15 @@ class Trainer:
     loss_fn = functools.partial(
       batch_loss, module=self.module, point_loss=self.family.point_loss, l2=config.model.l2
     )
-    step_fn = functools.partial(train_step, loss_fn=loss_fn, optimizer=self.optimizer)
+    if config.train.optimizer == "lazy_adam":
+      step_fn = functools.partial(
+        lazy_adam_step,
+        module=self.module,
+        point_loss=self.family.point_loss,
+        learning_rate=self.family.learning_rate(config),
+      )
+    else:
+      step_fn = functools.partial(train_step, loss_fn=loss_fn, optimizer=self.optimizer)
     # The epoch as one pure function, for callers that transform it (vmapped seeds) before jitting.
     self.epoch_fn = functools.partial(
       train_epoch,

@@ -213,6 +213,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data
     ("model.item_layers", (16, 0), "model.item_layers=(16, 0)"),
     ("train.lr", 0.0, "train.lr=0.0"),
     ("model.loss", "mse", "model.loss='mse'"),
+    ("train.optimizer", "sgd", "train.optimizer='sgd'"),
   ],
 )
 def test_out_of_range_values_fail_before_compute(tmp_path, data_root, field, value, message):
