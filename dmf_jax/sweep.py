@@ -308,6 +308,9 @@ def _fmt(value) -> str:
 
 
 def _pm(row: dict, key: str) -> str:
+  """The mean, with ± the std over seeds where there are two or more."""
   if key not in row:
     return "–"
+  if row["seeds"] < 2:
+    return f"{row[key]:.4f}"
   return f"{row[key]:.4f} ± {row[key + '_std']:.4f}"
