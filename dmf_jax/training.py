@@ -269,6 +269,7 @@ def lazy_adam_step(
   module,
   point_loss,
   learning_rate: float,
+  max_read_share: float = 0.5,
   b1: float = 0.9,
   b2: float = 0.999,
   eps: float = 1e-8,
@@ -278,15 +279,26 @@ def lazy_adam_step(
   is read, updated and written at the rows the batch read only, with its moments, as TensorFlow's
   LazyAdam; every other weight takes exact Adam (optax's, whose state this keeps). Such a weight's
   gradient at those rows comes from the gradient of its output (a Flax perturbation), so no dense
-  gradient of it is ever formed. A row's moments do not decay in steps that do not read it."""
+  gradient of it is ever formed. A row's moments do not decay in steps that do not read it. A
+  weight whose step can read more than `max_read_share` of its rows (at the buffer sizes that fit
+  every batch) takes exact Adam too."""
   users_P, items_PxC, targets_PxC = batch
   inputs = (data.user_rows, data.item_rows, users_P, items_PxC)
+  params = traverse_util.flatten_dict(state.params)
   _, shapes = jax.eval_shape(
-    lambda params: module.apply({"params": params}, *inputs, mutable=["perturbations"]),
+    lambda params: module.apply(
+      {"params": params}, *inputs, mutable=["perturbations", models.ROW_READS]
+    ),
     state.params,
   )
   perturbations = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["perturbations"])
-  row_paths = set(traverse_util.flatten_dict(perturbations))
+  # Lazily where a step's reads are few against the weight's rows: where they are not (a small
+  # catalogue's, or a tower whose rows are long), exact Adam costs less than finding them.
+  row_paths = {
+    path
+    for path, (read,) in traverse_util.flatten_dict(shapes[models.ROW_READS]).items()
+    if read.row_T.shape[0] <= max_read_share * params[path].shape[0]
+  }
   params = traverse_util.flatten_dict(state.params)
   dense = {path: w for path, w in params.items() if path not in row_paths}
 
@@ -316,19 +328,20 @@ def lazy_adam_step(
   new = {path: adam_at(params[path], dense_grads[path], mu[path], nu[path]) for path in dense}
   for path in row_paths:
     (read,) = reads[path]
-    rows_U, grads_U = _row_gradients(read, output_grads[path], params[path].shape[0])
-    taken = [
-      jnp.take(a, rows_U, axis=0, mode="fill", fill_value=0)
-      for a in (params[path], mu[path], nu[path])
-    ]
-    w_U, m_U, v_U = adam_at(taken[0], grads_U, taken[1], taken[2])
-    new[path] = tuple(
-      whole.at[rows_U].set(part, mode="drop")
-      for whole, part in zip((params[path], mu[path], nu[path]), (w_U, m_U, v_U), strict=True)
-    )
+    new[path] = _lazy_rows(read, output_grads[path], params[path], mu[path], nu[path], adam_at)
   unflat = lambda i: traverse_util.unflatten_dict({path: new[path][i] for path in params})  # noqa: E731
   opt_state = (adam._replace(count=count, mu=unflat(1), nu=unflat(2)), rest)
   return state.replace(step=state.step + 1, params=unflat(0), opt_state=opt_state), loss
+
+
+def _lazy_rows(read: models.RowReads, output_grads, w, m, v, adam_at):
+  """(w, m, v) after Adam at the rows `read` names, the others untouched."""
+  rows_U, grads_U = _row_gradients(read, output_grads, w.shape[0])
+  taken = [jnp.take(a, rows_U, axis=0, mode="fill", fill_value=0) for a in (w, m, v)]
+  new_U = adam_at(taken[0], grads_U, taken[1], taken[2])
+  return tuple(
+    whole.at[rows_U].set(part, mode="drop") for whole, part in zip((w, m, v), new_U, strict=True)
+  )
 
 
 def _row_gradients(read: models.RowReads, output_grads, num_rows: int):

@@ -101,9 +101,12 @@ def test_lazy_adam_updates_only_the_rows_a_batch_reads(name, form):
   matrix = sparse.CSR.from_coo(*np.nonzero(y), y[np.nonzero(y)], y.shape)
   users_P = jnp.array([0, 2, 2])  # a repeated user
   items_PxC = jnp.array([[1, 4], [5, 4], [5, 8]])
+  # Buffers sized on typical batches of short rows, tried first (the second step's batch fits
+  # them, the first's does not), then the buffers that fit any batch.
+  short_users, short_items = np.array([[2, 3, 4]]), np.array([[4, 6, 7, 4, 6, 7]])
   data = training.TrainData(
-    user_rows=models.SparseRows.from_csr(matrix, form, 3),
-    item_rows=models.SparseRows.from_csr(matrix.transpose(), form, 6),
+    user_rows=models.SparseRows.from_csr(matrix, form, 3, typical_batches=short_users),
+    item_rows=models.SparseRows.from_csr(matrix.transpose(), form, 6, typical_batches=short_items),
     pos_users=users_P,
     pos_items=items_PxC[:, 0],
     pos_targets=jnp.ones(3),
@@ -127,10 +130,13 @@ def test_lazy_adam_updates_only_the_rows_a_batch_reads(name, form):
       module=trainer.module,
       point_loss=trainer.family.point_loss,
       learning_rate=trainer.family.learning_rate(config),
+      max_read_share=float("inf"),  # lazily at any size (this Y's reads cover most rows)
     )
   )
+  assert len(data.user_rows.staircases) == len(data.item_rows.staircases) == 2
   # Two steps, so that the moments of rows read in the first and not the second are kept.
-  for batch_now in (batch, (users_P[:1], items_PxC[:1], targets[:1])):
+  second = (jnp.array(short_users[0]), jnp.array(short_items[0]).reshape(3, 2), targets)
+  for batch_now in (batch, second):
     flat = traverse_util.flatten_dict(state.params)
     adam = state.opt_state[0]
     mu, nu = (traverse_util.flatten_dict(t) for t in (adam.mu, adam.nu))
@@ -176,3 +182,57 @@ def test_lazy_adam_updates_only_the_rows_a_batch_reads(name, form):
       np.testing.assert_allclose(got_mu[path], m, rtol=1e-3, atol=1e-10, err_msg=str(path))
       np.testing.assert_allclose(got[path], w, rtol=0, atol=0.1 * lr, err_msg=str(path))
     assert int(state.opt_state[0].count) == count
+
+
+def test_lazy_adam_takes_exact_adam_where_a_step_reads_most_rows():
+  y = np.zeros((6, 8), np.float32)
+  y[0, [1, 5, 7]] = [4, 2, 5]
+  y[1, [0, 1]] = [3, 3]
+  y[3, [2, 4]] = [5, 1]
+  y[4, [3, 6]] = [2, 4]
+  y[5, [5, 6, 7]] = [1, 2, 3]
+  matrix = sparse.CSR.from_coo(*np.nonzero(y), y[np.nonzero(y)], y.shape)
+  data = training.TrainData(
+    user_rows=models.SparseRows.from_csr(matrix, "segment", 2),
+    item_rows=models.SparseRows.from_csr(matrix.transpose(), "segment", 4),
+    pos_users=jnp.array([0, 3]),
+    pos_items=jnp.array([1, 2]),
+    pos_targets=jnp.ones(2),
+  )
+  config = default.get_config()
+  config.model.user_layers = config.model.item_layers = (4,)
+  trainer = training.Trainer(config, y.shape)
+  batch = (jnp.array([0, 3]), jnp.array([[1, 6], [2, 0]]), jnp.array([[1.0, 0.0], [0.8, 0.0]]))
+  # User 0 alone (its cosines are clipped at this init: no gradient), so rows 2 and 4 of the user
+  # tower, which user 3 read in the first step, are not read.
+  second = (jnp.array([0, 0]), jnp.array([[1, 6], [5, 0]]), batch[2])
+  loss_fn = functools.partial(
+    training.batch_loss, module=trainer.module, point_loss=trainer.family.point_loss, l2=0.0
+  )
+
+  def two_steps(step):
+    # In the second step, the rows only the first read move under exact Adam alone. Batches keep
+    # their size, as in training: the buffers, and so the share of rows read, follow it.
+    state = trainer.init_state(training.init_key(0))
+    for now in (batch, second):
+      state, _ = step(state, data, now)
+    return state
+
+  exact = two_steps(
+    functools.partial(training.train_step, loss_fn=loss_fn, optimizer=trainer.optimizer)
+  )
+  lazy_step = functools.partial(
+    training.lazy_adam_step,
+    module=trainer.module,
+    point_loss=trainer.family.point_loss,
+    learning_rate=config.train.lr,
+  )
+  for a, b in zip(jax.tree.leaves(two_steps(lazy_step)), jax.tree.leaves(exact), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+  # The same weights taken lazily (whatever their share of rows read) differ: the check can fail.
+  lazily = two_steps(functools.partial(lazy_step, max_read_share=float("inf")))
+  differ = [
+    not np.allclose(a, b, rtol=1e-5, atol=1e-8)
+    for a, b in zip(jax.tree.leaves(lazily.params), jax.tree.leaves(exact.params), strict=True)
+  ]
+  assert any(differ)
