@@ -299,7 +299,6 @@ def lazy_adam_step(
     for path, (read,) in traverse_util.flatten_dict(shapes[models.ROW_READS]).items()
     if read.row_T.shape[0] <= max_read_share * params[path].shape[0]
   }
-  params = traverse_util.flatten_dict(state.params)
   dense = {path: w for path, w in params.items() if path not in row_paths}
 
   def loss_fn(dense, perturbations):
