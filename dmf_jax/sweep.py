@@ -41,12 +41,13 @@ from dmf_jax.workdir import Workdir, WorkdirBusy, code_version, write_json
 log = logging.getLogger(__name__)
 
 METRICS = ("hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10")
+_CONFIG_MODULE = "_dmf_sweep_"  # the prefix of a config file's module, loaded by `sweep_function`
 
 
 def sweep_function(config_path: str) -> Callable | None:
   """The `sweep` function of a config file (path, optionally with `:arg`), or None."""
   path = pathlib.Path(re.sub(r"(\.py):.*$", r"\1", config_path))
-  spec = importlib.util.spec_from_file_location(f"_dmf_sweep_{path.stem}", path)
+  spec = importlib.util.spec_from_file_location(f"{_CONFIG_MODULE}{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return getattr(module, "sweep", None)
@@ -176,7 +177,9 @@ def run(
     )
   rows = summarize(runs)
   if rows and jax.process_index() == 0:  # a multi-host sweep's summary is written once
-    config_module = sweep.__globals__  # the config file's: its docstring and REFERENCE
+    # A config file's sweep: its docstring's first line titles the figures, its REFERENCE marks
+    # the paper's values. A sweep function from elsewhere gets the folder's name.
+    config_module = sweep.__globals__ if sweep.__module__.startswith(_CONFIG_MODULE) else {}
     title = (config_module.get("__doc__") or "").strip().splitlines()[:1]
     figures = write_summary(
       directory,
