@@ -2,7 +2,8 @@
 # The benchmark on one GPU, in under 5 minutes: whole epochs (every step timed) of the ML-1M-shaped
 # synthetic set, and of ML-100k and Amazon Music when $DMF_DATA_DIR holds them, with full-ranking
 # evaluation of all their users. Writes benchmarks/results/<machine>.{json,md}; on the GPU, also
-# three seeds of ML-100k trained one by one against vmapped together (benchmarks/vmap_seeds.py).
+# three seeds of ML-100k trained one by one against vmapped together (benchmarks/vmap_seeds.py),
+# and exact Adam against lazy_adam on the 1M x 1M synthetic set (benchmarks/optimizers.py).
 #
 #   bash benchmarks/gpu.sh           # on a machine with a GPU and jax's CUDA plugin
 #   bash benchmarks/gpu.sh --cpu     # the same steps on the CPU, shortened: a test of the script
@@ -47,11 +48,18 @@ fi
 
 python3 -m benchmarks.run --datasets="$datasets" --epochs=3 "${steps[@]}" "$@"
 
+machine=$(python3 -c "from benchmarks import run; print(run.machine_name(run.machine_info()))")
+for arg in "$@"; do
+  [[ $arg == --name=* ]] && machine=${arg#--name=}
+done
+
 if [[ $platform == gpu && $datasets == *ml100k* ]]; then
-  machine=$(python3 -c "from benchmarks import run; print(run.machine_name(run.machine_info()))")
-  for arg in "$@"; do
-    [[ $arg == --name=* ]] && machine=${arg#--name=}
-  done
   python3 -m benchmarks.vmap_seeds --dataset=ml100k --seeds=3 |
     tee "benchmarks/results/$machine-vmap_seeds.txt"
+fi
+
+# Exact Adam against lazy_adam on the 1M x 1M synthetic set (a fixed number of steps each).
+if [[ $platform == gpu ]]; then
+  python3 -m benchmarks.optimizers --dataset=large_synth --layers=64,64,64 --steps=500 --rounds=3 |
+    tee "benchmarks/results/$machine-optimizers-large.txt"
 fi
