@@ -180,12 +180,14 @@ def run(
     # A config file's sweep: its docstring's first line titles the figures, its REFERENCE marks
     # the paper's values. A sweep function from elsewhere gets the folder's name.
     config_module = sweep.__globals__ if sweep.__module__.startswith(_CONFIG_MODULE) else {}
-    title = (config_module.get("__doc__") or "").strip().splitlines()[:1]
+    # The docstring's first paragraph, without an aside in parentheses: one line of a title.
+    paragraph = " ".join((config_module.get("__doc__") or "").strip().split("\n\n")[0].split())
+    title = paragraph.split(" (")[0].rstrip(".")
     figures = write_summary(
       directory,
       rows,
       runs,
-      title=title[0] if title else directory.name,
+      title=title or directory.name,
       reference=config_module.get("REFERENCE"),
     )
     record = {
