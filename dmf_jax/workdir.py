@@ -194,11 +194,17 @@ class Workdir:
     stored = self.stored_config()
     if stored is None:
       return "new"
-    changes = _differences(_run_fields(stored), _run_fields(config_to_json(config)))
+    old, new = _run_fields(stored), _run_fields(config_to_json(config))
+    changes = _differences(old, new)
     if not changes:
       return "finished" if self.file(RESULTS).is_file() else "resume"
-    old_epochs, new_epochs = stored["train"]["epochs"], config.train.epochs
-    if len(changes) == 1 and changes[0].startswith("train.epochs:") and new_epochs > old_epochs:
+    # Only more epochs: the same run, gone on from its last checkpoint.
+    old_epochs, new_epochs = old["train"].pop("epochs", None), new["train"].pop("epochs", None)
+    if (
+      not _differences(old, new)
+      and None not in (old_epochs, new_epochs)
+      and new_epochs > old_epochs
+    ):
       return "extend" if self.file(RESULTS).is_file() else "resume"
     raise ConfigError(
       f"{self.path} holds a run with another config ({'; '.join(changes[:5])}"
