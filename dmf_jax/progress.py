@@ -45,11 +45,10 @@ class Progress:
     self._measured_from_first = False
     self._last_line = None  # no line yet: the first comes with the first steps
     stream = stream or sys.stderr
+    self._silent = jax.process_index() > 0  # one report for a multi-process run
     self._bar = None
-    quiet = jax.process_index() > 0  # one report for a multi-process run
-    if stream.isatty() and not quiet:
+    if stream.isatty() and not self._silent:
       self._bar = tqdm(total=total, initial=done, desc=label, unit="step", file=stream)
-    self._silent = quiet
 
   def _rate(self) -> float:
     elapsed = time.perf_counter() - self._start

@@ -228,7 +228,10 @@ def test_sigterm_stops_in_one_line_and_the_rerun_resumes(tmp_path, data_root):  
     [sys.executable, "launch.py", *flags], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
   ) as proc:
     deadline = time.monotonic() + 120
-    while not list(workdir.glob("checkpoints/*/meta")) and time.monotonic() < deadline:
+    # A committed checkpoint: orbax writes `<epoch>.orbax-checkpoint-tmp/meta` first, then renames.
+    while time.monotonic() < deadline and not [
+      p for p in workdir.glob("checkpoints/*/meta") if p.parent.name.isdigit()
+    ]:
       time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
