@@ -25,6 +25,7 @@ def main(argv=None) -> None:
   parser.add_argument(
     "--skip-evaluation", action="store_true", help="ours: train on every rating, time no evaluation"
   )
+  parser.add_argument("--optimizer", default="adam", help="ours: train.optimizer")
   parser.add_argument("--threads", type=int, default=None, help="RecBole: torch threads")
   parser.add_argument("--root", default=None, help="data folder (else $DMF_DATA_DIR)")
   parser.add_argument("--out", required=True)
@@ -41,6 +42,7 @@ def main(argv=None) -> None:
       first_layer=args.first_layer,
       evaluate=not args.skip_evaluation,
       root=args.root,
+      optimizer=args.optimizer,
     )
   else:
     from benchmarks import recbole_peer

@@ -27,6 +27,9 @@ def main() -> None:
   parser.add_argument("--first_layer", default="auto")
   parser.add_argument("--steps", type=int, default=1000, help="steps per timed epoch")
   parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument(
+    "--no-split", action="store_true", help="train on every rating (skips a large set's split)"
+  )
   parser.add_argument("--root", default=None, help="data folder (else $DMF_DATA_DIR)")
   args = parser.parse_args()
 
@@ -38,6 +41,7 @@ def main() -> None:
       layers=layers,
       first_layer=args.first_layer,
       max_steps=args.steps,
+      evaluate=not args.no_split,
       root=args.root,
       optimizer=optimizer,
     )

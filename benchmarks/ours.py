@@ -97,6 +97,7 @@ def measure(
   first_layer: str,
   evaluate: bool = True,
   root: str | None = None,
+  optimizer: str = "adam",
 ) -> dict:
   prepared = prepare(
     name,
@@ -105,6 +106,7 @@ def measure(
     max_steps=max_steps,
     evaluate=evaluate,
     root=root,
+    optimizer=optimizer,
   )
   config, trainer, data = prepared.config, prepared.trainer, prepared.data
   train, split = prepared.train, prepared.split
@@ -130,28 +132,37 @@ def measure(
 
   timings = {}
   if evaluate:
-    eval_sets = evaluation.eval_sets(split, train)
+    eval_sets = evaluation.eval_sets(
+      split, train, config.eval.full_ranking_users, config.data.split_seed
+    )
 
     def evaluate_once():
-      # As after each training epoch: every vector once, then sampled and full-ranking metrics
-      # of the validation and test sets from one matrix product per batch of users.
-      score_all = training.score_function(trainer, state.params, data)
-      for eval_set in eval_sets.values():
-        evaluation.evaluate(
-          score_all, eval_set, ks=config.eval.ks, batch_size=config.eval.batch_size
-        )
+      # As after each training epoch: every vector once, then sampled metrics of every user and
+      # full-ranking metrics of `eval.full_ranking_users` of them, validation and test.
+      score_all, score_candidates = training.scorers(trainer, state.params, data)
+      return {
+        name: evaluation.evaluate(
+          score_all,
+          eval_set,
+          ks=config.eval.ks,
+          batch_size=config.eval.batch_size,
+          score_candidates=score_candidates,
+        )[0]
+        for name, eval_set in eval_sets.items()
+      }
 
     for run in ("first", "steady"):
       began = time.perf_counter()
       jax.block_until_ready(trainer.vectors(state.params, data))
       timings[f"vectors_{run}"] = time.perf_counter() - began
       began = time.perf_counter()
-      evaluate_once()
+      metrics = evaluate_once()
       timings[f"eval_{run}"] = time.perf_counter() - began
 
   instances = full_steps * per_batch * (1 + config.train.neg_ratio)
   return {
     "system": "dmf_jax",
+    "optimizer": optimizer,
     "shape": list(train.shape),
     "ratings": prepared.num_ratings,
     "first_layer": data.user_rows.form,
@@ -172,6 +183,8 @@ def measure(
         "vectors_s": timings["vectors_steady"],
         "eval_s": timings["eval_steady"],
         "eval_users": len(split.eval_users),
+        "full_ranking_users": len(eval_sets["test"].full_rows),
+        "metrics": metrics,
       }
       if evaluate
       else {}

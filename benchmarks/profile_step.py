@@ -44,6 +44,10 @@ def main(argv=None) -> None:
   parser.add_argument("--steps", type=int, default=600)
   parser.add_argument("--layers", default="64,64,64")
   parser.add_argument("--first-layer", default="auto")
+  parser.add_argument("--optimizer", default="adam", help="train.optimizer")
+  parser.add_argument(
+    "--no-split", action="store_true", help="train on every rating (skips a large set's split)"
+  )
   parser.add_argument("--top", type=int, default=25, help="ops printed")
   parser.add_argument("--hlo", default=None, help="write the compiled program's text here")
   parser.add_argument("--root", default=None, help="data folder (else $DMF_DATA_DIR)")
@@ -54,7 +58,9 @@ def main(argv=None) -> None:
     layers=tuple(int(w) for w in args.layers.split(",")),
     first_layer=args.first_layer,
     max_steps=args.steps,
+    evaluate=not args.no_split,
     root=args.root,
+    optimizer=args.optimizer,
   )
   config, trainer, data, steps = prepared.config, prepared.trainer, prepared.data, prepared.steps
   state = trainer.init_state(training.init_key(config.seed))

@@ -39,7 +39,12 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # validation (configs/README.md).
   config.model.user_layers = (256, 64)
   config.model.item_layers = (256, 64)  # DMF item tower widths; the last is the latent size.
-  config.model.loss = "nce"  # nce (Eq. 12, target Y_ij / max R) | ce (Eq. 11, target 1).
+  # nce (Eq. 12, target Y_ij / max R) | ce (Eq. 11, target 1); beyond the paper: softmax (sampled
+  # softmax over a positive and its negatives) | ccl (SimpleX's cosine contrastive loss). `losses`.
+  config.model.loss = "nce"
+  config.model.temperature = 0.2  # softmax: cosines are divided by it.
+  config.model.ccl_margin = 0.4  # ccl: negatives' cosines above it are penalised.
+  config.model.ccl_weight = 8.0  # ccl: the negatives' term's weight.
   config.model.first_layer = "auto"  # auto | dense | padded | segment: how rows of Y are read.
   config.model.l2 = 0.0  # L2 penalty on weights (biases excluded), added to the mean loss.
   config.model.knn_neighbours = 100  # ItemKNN: neighbours kept per item.
@@ -74,6 +79,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   # adam: exact Adam (the paper's). lazy_adam: user- and item-indexed weights (DMF's first layers,
   # LFM's and NCF's embeddings) updated at the rows a batch reads only, with their moments.
   config.train.optimizer = "adam"
+  # lazy_adam: a weight whose typical batch reads more than this share of its rows takes exact Adam
+  # (finding the rows costs more than updating them all); above 1, every such weight is lazy.
+  config.train.lazy_max_read_share = 0.5
   config.train.neg_ratio = 7  # Sampled negatives per positive (paper's implementation: 7).
   config.train.resample_negatives = True  # False: Algorithm 1's one sample for all epochs.
   config.train.patience = config_dict.placeholder(int)  # Stop after this many epochs without gain.
@@ -87,6 +95,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.eval.validation = "random"  # random | latest: how the validation item is chosen.
   config.eval.select = "ndcg@10"  # Validation metric that picks the reported epoch.
   config.eval.batch_size = 256  # Users scored per evaluation batch.
+  # Users ranked against the whole catalogue (full_* metrics): all evaluated users, or this many
+  # drawn with data.split_seed when there are more (each costs a product with every item).
+  config.eval.full_ranking_users = 10_000
 
   # The device mesh (docs/SCALE.md); results depend on it only through float rounding.
   config.mesh = config_dict.ConfigDict()

@@ -25,12 +25,17 @@ class Context:
   initial_params: dict | None = None  # a trained model's start (NeuMF-p's), else its own init
   label: str = ""  # the run's name in its progress
 
-  def evaluate(self, score_all: evaluation.ScoreAll):
-    """Validation and test metrics and per-user ranks of `score_all`."""
+  def evaluate(self, score_all: evaluation.ScoreAll, score_candidates=None):
+    """Validation and test metrics and per-user ranks of `score_all` (and `score_candidates`,
+    `evaluation.evaluate`)."""
     metrics, ranks = {}, {}
     for name, eval_set in self.eval_sets.items():
       metrics[name], ranks[name] = evaluation.evaluate(
-        score_all, eval_set, ks=self.config.eval.ks, batch_size=self.config.eval.batch_size
+        score_all,
+        eval_set,
+        ks=self.config.eval.ks,
+        batch_size=self.config.eval.batch_size,
+        score_candidates=score_candidates,
       )
     return metrics, ranks
 

@@ -146,6 +146,11 @@ _POSITIVE = (lambda v: v > 0, "positive")
 _NON_NEGATIVE = (lambda v: v >= 0, "non-negative")
 _ALS_FIELDS = {"als_factors": _COUNT, "als_epochs": _COUNT}
 _NCF_FIELDS = {"ncf_factors": _COUNT, "ncf_lr": _POSITIVE}
+_TOWER_FIELDS = {
+  "temperature": _POSITIVE,
+  "ccl_margin": (lambda v: -1 <= v <= 1, "a cosine, between -1 and 1"),
+  "ccl_weight": _NON_NEGATIVE,
+}
 # The `model` fields each model reads, with the range it needs. Regularisers and missing-data
 # weights are positive so that every least-squares system stays positive definite, also for items
 # that no training user rated.
@@ -159,6 +164,8 @@ _MODEL_FIELDS = {
     "ials_unobserved_weight": _POSITIVE,
   },
   "eals": {**_ALS_FIELDS, "eals_reg": _POSITIVE, "eals_w0": _POSITIVE, "eals_alpha": _NON_NEGATIVE},
+  "dmf": _TOWER_FIELDS,
+  "lfm": _TOWER_FIELDS,
   "gmf": _NCF_FIELDS,
   "mlp": _NCF_FIELDS,
   "neumf": {**_NCF_FIELDS, "neumf_lr": _POSITIVE},
@@ -185,6 +192,10 @@ def check_config(config: config_dict.ConfigDict) -> None:
     )
   if config.eval.batch_size < 1:
     raise ConfigError(f"eval.batch_size={config.eval.batch_size}: must be at least 1")
+  if config.eval.full_ranking_users < 1:
+    raise ConfigError(
+      f"eval.full_ranking_users={config.eval.full_ranking_users}: must be at least 1"
+    )
   if config.model.name in training.FAMILIES:
     training.check_config(config)
 
@@ -236,9 +247,10 @@ def _train_and_evaluate(config, run: Workdir, *, overwrite: bool, wall_start: fl
   run.start(config)
   run.save_split(split)
   train = split.train_matrix(implicit=config.data.implicit)
-  context = Context(
-    config, data, split, train, evaluation.eval_sets(split, train), run, initial_params, label
+  eval_sets = evaluation.eval_sets(
+    split, train, config.eval.full_ranking_users, config.data.split_seed
   )
+  context = Context(config, data, split, train, eval_sets, run, initial_params, label)
   log.info("%s on %s (%d training ratings)", config.model.name, data.name, train.nnz)
 
   outcome = MODELS[config.model.name](context)
@@ -252,6 +264,7 @@ def _train_and_evaluate(config, run: Workdir, *, overwrite: bool, wall_start: fl
     "split": split.key,
     "seed": config.seed,
     "best_epoch": outcome.best_epoch,
+    "full_ranking_users": len(eval_sets["test"].full_rows),
     "validation": outcome.metrics["valid"],
     "test": outcome.metrics["test"],
     "train_seconds": round(outcome.train_seconds, 3),

@@ -19,8 +19,12 @@ rows from the BCOO and differs only in how they meet W1:
 - `segment`: the batch's nonzeros laid end to end and summed per row with a segment sum. Cost
   follows the batch's nonzeros, and W1's gradient is a scatter of those rows only.
 
-`dense` and `segment` read a batch's nonzeros through a buffer sized for batches like training's
-(`SparseRows.from_csr`), with a fallback sized for any batch, so no shape depends on the data.
+`dense` and `segment` read a batch's nonzeros through buffers sized for batches like training's
+(`SparseRows.from_csr`), with a fallback sized for any batch, so no shape depends on the data:
+`dense` through a staircase (a fixed number of slots per row), `segment` and the reads of a
+sparse-row optimizer through a ladder of capacities for the batch's nonzeros laid end to end, the
+batch taking the smallest it fits (a median batch of a million-user set holds a tenth of what the
+staircase that fits every typical batch holds).
 
 `auto` takes `dense` while Y has at most `DENSE_MAX_ENTRIES` entries, on a CPU only if at least
 `DENSE_MIN_DENSITY` of them are nonzero, else `segment`; `padded` was the slowest form on every CPU
@@ -65,14 +69,15 @@ class Family:
   """A model family as data: what the trainer, evaluation and serving need of it.
 
   `module(config, shape)` is its Flax module, called as `(user_rows, item_rows, users_P, items_PxC)
-  -> scores float32[P, C]`; `point_loss(scores, targets)` its per-instance loss (`losses`);
+  -> scores float32[P, C]`; `loss(config)` its loss, `(scores, targets) -> losses` whose mean is
+  the batch's (`losses`);
   `optimizer(config)` its optax transformation, `learning_rate(config)` Adam's rate for
   `train.optimizer=lazy_adam`; `check_config(config)` fails on fields it cannot train with. A `two_tower` module also has `user_vectors` and `item_vectors`, whose cosines are its
   scores; any other has `score_all(users_B) -> float32[B, N]`.
   """
 
   module: Callable
-  point_loss: Callable
+  loss: Callable
   optimizer: Callable
   learning_rate: Callable
   check_config: Callable
@@ -80,7 +85,7 @@ class Family:
 
 
 # The collection in which a module records, when it is mutable, which rows of its user- and
-# item-indexed weights a batch read (`RowReads`), for a sparse-row optimizer (`lazy_adam`).
+# item-indexed weights a batch read (`BatchReads`), for a sparse-row optimizer (`lazy_adam`).
 ROW_READS = "row_reads"
 
 
@@ -127,8 +132,10 @@ class SparseRows:
   of at most `batch_rows` rows is read as `shards` equal parts, one per device of the mesh's `data`
   axis. `dense` and `segment` lay a part's distinct rows, longest first, in a buffer whose p-th row
   has a fixed number of slots: the first of `staircases` that the part fits (`_distinct_rows_times`),
-  the last (the p-th longest row of Y for the p-th row) fitting every part. `padded` reads each row at the longest
-  row's `width`.
+  the last (the p-th longest row of Y for the p-th row) fitting every part. `segment` and `reads`
+  lay a part's distinct rows end to end in the first of `capacities` slots that holds their
+  nonzeros (quantiles of typical batches' nonzeros, then the sum of the longest rows, which holds
+  any). `padded` reads each row at the longest row's `width`.
   """
 
   matrix: jsparse.BCOO
@@ -136,6 +143,7 @@ class SparseRows:
   form: str = struct.field(pytree_node=False, default="dense")
   batch_rows: int = struct.field(pytree_node=False, default=0)
   staircases: tuple[tuple[int, ...], ...] = struct.field(pytree_node=False, default=())
+  capacities: tuple[int, ...] = struct.field(pytree_node=False, default=())
   width: int = struct.field(pytree_node=False, default=1)
   shards: int = struct.field(pytree_node=False, default=1)
 
@@ -156,11 +164,14 @@ class SparseRows:
     lengths = matrix.row_lengths()
     part = max(batch_rows // shards, 1)
     staircases = [tuple(int(n) for n in _longest_first(lengths, np.arange(matrix.shape[0]), part))]
+    capacities = [max(sum(staircases[0]), 1)]
     if typical_batches is not None:
       parts = typical_batches.reshape(-1, part)
       typical = np.max([_longest_first(lengths, rows, part) for rows in parts], axis=0)
       if typical.sum() < TYPICAL_SHARE * sum(staircases[0]):
         staircases.insert(0, tuple(int(n) for n in typical))
+      nonzeros = [lengths[np.unique(rows)].sum() for rows in parts]
+      capacities = _capacity_ladder(np.quantile(nonzeros, CAPACITY_QUANTILES), capacities[0])
     indices = np.stack([matrix.row_ids(), matrix.indices], axis=1)
     bcoo = jsparse.BCOO(
       (jnp.asarray(matrix.values), jnp.asarray(indices, jnp.int32)),
@@ -174,6 +185,7 @@ class SparseRows:
       form=form,
       batch_rows=batch_rows,
       staircases=tuple(staircases),
+      capacities=tuple(capacities),
       width=max(int(lengths.max(initial=0)), 1),
       shards=shards,
     )
@@ -198,16 +210,15 @@ class SparseRows:
       batch, -1
     )
 
-  def reads(self, ids_B: jax.Array) -> RowReads:
+  def reads(self, ids_B: jax.Array, level: int = -1) -> RowReads:
     """Which rows of W1 the rows `ids_B` read (their nonzeros' columns, weighted by the values),
-    laid in the staircase that fits every batch. Not the first that fits, as the first layer
-    reads: choosing by `lax.cond` between updates of the whole weight made a step 28 ms slower
-    than exact Adam at a 92,221 x 256 W1 on 2 CPU cores (`benchmarks/optimizers.py`,
-    amazon_movies_synth), as if the branches copied the weight and its moments."""
+    laid in `capacities[level]` slots per shard (by default the capacity that holds any batch)."""
     if self.shards == 1:
-      return _reads(self, ids_B)
+      return _reads(self, ids_B, level)
     shard = ids_B.shape[0] // self.shards
-    per_shard = jax.vmap(lambda ids_R: _reads(self, ids_R))(ids_B.reshape(self.shards, shard))
+    per_shard = jax.vmap(lambda ids_R: _reads(self, ids_R, level))(
+      ids_B.reshape(self.shards, shard)
+    )
     offset_Sx1 = (jnp.arange(self.shards, dtype=jnp.int32) * shard)[:, None]
     return RowReads(
       (per_shard.place_B + offset_Sx1).reshape(-1),
@@ -216,17 +227,88 @@ class SparseRows:
       per_shard.value_T.reshape(-1),
     )
 
+  def fitting_level(self, ids_B: jax.Array) -> jax.Array:
+    """The first of `capacities` that every shard of the rows `ids_B` fits (int32 scalar)."""
+    ids_SxR = ids_B.reshape(self.shards, -1)
+    nonzeros = jnp.max(jax.vmap(lambda ids_R: _placement(self, ids_R)[1][:, 1].sum())(ids_SxR))
+    return _fitting(self.capacities, nonzeros)
 
-def _reads(rows: SparseRows, ids_R: jax.Array) -> RowReads:
+  def read_slots(self, batch: int, level: int) -> int:
+    """How many entries `reads` of a batch of `batch` rows lays at capacity `level`."""
+    return self.shards * self.capacities[level]
+
+
+@struct.dataclass
+class BatchReads:
+  """The rows of a user- or item-indexed weight that a batch read: `ids` looked up (`rows` None),
+  or the rows `ids` of Y times W1. As `RowReads` laid in buffers of one of `levels` sizes: `at(level)`
+  for the batch's `fitting_level()`, so that the update of a typical batch follows its real
+  nonzeros and only a batch that overflows them pays for the buffers that fit any batch."""
+
+  ids: jax.Array
+  rows: SparseRows | None = None
+
+  @property
+  def levels(self) -> int:
+    return 1 if self.rows is None else len(self.rows.capacities)
+
+  def at(self, level: int) -> RowReads:
+    return RowReads.lookup(self.ids) if self.rows is None else self.rows.reads(self.ids, level)
+
+  def fitting_level(self) -> jax.Array:
+    return jnp.int32(0) if self.rows is None else self.rows.fitting_level(self.ids)
+
+  def slots(self, level: int) -> int:
+    """How many entries `at(level)` holds (known from the shapes alone)."""
+    size = int(np.prod(self.ids.shape))
+    return size if self.rows is None else self.rows.read_slots(size, level)
+
+
+def _reads(rows: SparseRows, ids_R: jax.Array, level: int) -> RowReads:
   place_of_R, placed_Rx2 = _placement(rows, ids_R)
-  widths = np.asarray(rows.staircases[-1][: ids_R.shape[0]])
-  owner_T, columns_T, values_T = _slots(rows, placed_Rx2, widths)
-  return RowReads(place_of_R.astype(jnp.int32), jnp.asarray(owner_T), columns_T, values_T)
+  owner_T, columns_T, values_T = _end_to_end(rows, placed_Rx2, rows.capacities[level])
+  return RowReads(place_of_R.astype(jnp.int32), owner_T, columns_T, values_T)
 
 
 # A staircase sized on typical batches is kept when it has at most this share of the slots of the
 # one that fits every batch: below that, the check and the second compiled branch pay for themselves.
 TYPICAL_SHARE = 0.8
+# The quantiles of typical batches' nonzeros that size the ladder of `capacities` (each one more
+# compiled branch): a batch's work follows its own nonzeros to within a step of the ladder.
+CAPACITY_QUANTILES = (0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+# A rung is dropped when the next holds at most this many times its slots: too close to pay.
+CAPACITY_STEP = 1.25
+
+
+def _capacity_ladder(quantiles: np.ndarray, any_batch: int) -> list[int]:
+  """Increasing capacities from typical batches' nonzero `quantiles`, ending with `any_batch` (the
+  capacity that holds every batch)."""
+  ladder = [any_batch]
+  for capacity in sorted((int(np.ceil(q)) for q in quantiles), reverse=True):
+    if 0 < capacity and capacity * CAPACITY_STEP < ladder[0]:
+      ladder.insert(0, capacity)
+  return ladder
+
+
+def _fitting(capacities: Sequence[int], nonzeros: jax.Array) -> jax.Array:
+  """The index of the first of `capacities` that holds `nonzeros` (int32 scalar)."""
+  return jnp.sum(nonzeros > jnp.asarray(capacities[:-1]), dtype=jnp.int32)
+
+
+def _end_to_end(rows: SparseRows, placed_Rx2, capacity: int):
+  """The placed rows' entries (start and length of each) end to end in `capacity` slots: (place
+  int32[T] of each slot, its column, its value). Slots past the last entry belong to the last
+  place and name the last column with a zero value."""
+  lengths_R = placed_Rx2[:, 1]
+  ends_R = jnp.cumsum(lengths_R)
+  slot_T = jnp.arange(capacity, dtype=jnp.int32)
+  place_T = jnp.searchsorted(ends_R, slot_T, side="right", method="scan_unrolled")
+  valid_T = place_T < lengths_R.shape[0]
+  place_T = jnp.minimum(place_T, lengths_R.shape[0] - 1).astype(jnp.int32)
+  entry_T = jnp.where(valid_T, placed_Rx2[place_T, 0] + slot_T - (ends_R - lengths_R)[place_T], 0)
+  values_T = jnp.where(valid_T, rows.matrix.data[entry_T], 0.0)
+  columns_T = jnp.where(valid_T, rows.matrix.indices[entry_T, 1], rows.num_columns - 1)
+  return place_T, columns_T, values_T
 
 
 def _longest_first(lengths: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:
@@ -259,13 +341,14 @@ def _distinct_rows_times(rows: SparseRows, w1_CxH: jax.Array, ids_R: jax.Array) 
   """The `dense` and `segment` forms of one shard's rows.
 
   The shard's distinct rows (a row drawn twice is read once and its product copied), longest first,
-  are laid end to end in a buffer whose p-th row has a fixed number of slots (a staircase), so each
-  slot's row is known when the program is compiled; slots past a row's length are masked out.
-  `dense` adds the slots into a [rows, columns] block and multiplies; `segment` weights the rows of
-  W1 they name and sums per row. Repeats and the order come from comparing every pair of the
-  shard's rows, which costs less than sorting them on a CPU. The batch takes the first staircase of
-  `rows.staircases` that it fits (`lax.cond`), so its work follows a typical batch's nonzeros, not
-  the worst batch's.
+  are laid out in a buffer. `dense`: a buffer whose p-th row has a fixed number of slots (a
+  staircase), so each slot's row is known when the program is compiled (slots past a row's length
+  are masked out), added into a [rows, columns] block and multiplied; the batch takes the first
+  staircase of `rows.staircases` that it fits (`lax.cond`). `segment`: the rows' entries end to end
+  in the first of `rows.capacities` that holds them (`lax.switch`; each slot's row found by
+  bisection of the rows' ends), the rows of W1 they name weighted and summed per row. Either way a
+  batch's work follows a typical batch's nonzeros, not the worst batch's. Repeats and the order come
+  from comparing every pair of the shard's rows, which costs less than sorting them on a CPU.
 
   Tried for `dense`, per step of an ML-100k batch's item rows (256 rows, 2 CPU cores, forward and
   backward): the library's `BCOO.todense` of the buffer 1.65-1.95 ms, each slot's row found by a
@@ -274,15 +357,19 @@ def _distinct_rows_times(rows: SparseRows, w1_CxH: jax.Array, ids_R: jax.Array) 
   replaces, gathered, 0.9-1.1 ms.
   """
   place_of_R, placed_Rx2 = _placement(rows, ids_R)
-  staircases = [np.asarray(widths[: ids_R.shape[0]]) for widths in rows.staircases]
   if rows.form == "dense":
     # The block depends on the data alone: chosen by `cond`, it is multiplied outside it, so the
     # gradient never goes through the branches.
+    staircases = [np.asarray(widths[: ids_R.shape[0]]) for widths in rows.staircases]
     block_RxC = _through_first_fitting(staircases, placed_Rx2, functools.partial(_block, rows))
     placed_RxH = block_RxC @ w1_CxH
   else:
-    placed_RxH = _through_first_fitting(
-      staircases, placed_Rx2, functools.partial(_segment_times, rows, w1_CxH)
+    placed_RxH = jax.lax.switch(
+      _fitting(rows.capacities, placed_Rx2[:, 1].sum()),
+      [
+        functools.partial(_segment_times, rows, w1_CxH, placed_Rx2, capacity)
+        for capacity in rows.capacities
+      ],
     )
   return placed_RxH[place_of_R]
 
@@ -349,9 +436,9 @@ def _block(rows: SparseRows, placed_Rx2, widths: np.ndarray) -> jax.Array:
   return block.reshape(num_rows, num_columns)
 
 
-def _segment_times(rows: SparseRows, w1_CxH, placed_Rx2, widths: np.ndarray) -> jax.Array:
+def _segment_times(rows: SparseRows, w1_CxH, placed_Rx2, capacity: int) -> jax.Array:
   """The placed rows times W1: the rows of W1 their entries name, weighted and summed per row."""
-  owner_T, columns_T, values_T = _slots(rows, placed_Rx2, widths)
+  owner_T, columns_T, values_T = _end_to_end(rows, placed_Rx2, capacity)
   return jax.ops.segment_sum(
     w1_CxH[columns_T] * values_T[:, None],
     owner_T,
@@ -391,7 +478,7 @@ class FirstLayer(nn.Module):
       "kernel", by_rows(init_normal), (rows.num_columns, self.features), jnp.float32
     )
     if self.is_mutable_collection(ROW_READS):
-      self.sow(ROW_READS, "kernel", rows.reads(ids_B))
+      self.sow(ROW_READS, "kernel", BatchReads(ids_B, rows))
     # A zero added to the output (when the step passes `perturbations`) whose gradient is the
     # output's: `lazy_adam` takes W1's gradient from it at the rows read, never a dense one.
     return self.perturb("kernel", rows.times(kernel, ids_B))
@@ -410,7 +497,7 @@ class RowEmbed(nn.Module):
       "embedding", by_rows(init_normal), (self.num_embeddings, self.features), jnp.float32
     )
     if self.is_mutable_collection(ROW_READS):
-      self.sow(ROW_READS, "embedding", RowReads.lookup(ids))
+      self.sow(ROW_READS, "embedding", BatchReads(ids))
     return self.perturb("embedding", jnp.take(embedding, ids, axis=0))
 
 

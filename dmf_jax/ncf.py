@@ -179,7 +179,7 @@ def check_config(config) -> None:
 
 FAMILY = models.Family(
   module=module,
-  point_loss=losses.logit_cross_entropy,
+  loss=lambda config: losses.logit_cross_entropy,
   optimizer=optimizer,
   learning_rate=lambda config: config.model.ncf_lr,
   check_config=check_config,

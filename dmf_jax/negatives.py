@@ -32,14 +32,23 @@ def is_observed(observed: SparseRows, users: jax.Array, items: jax.Array) -> jax
   return (low < end) & (columns[jnp.minimum(low, last)] == items)
 
 
-def sample(key, observed: SparseRows, users_P: jax.Array, num: int):
-  """`num` items per user drawn uniformly from the user's unobserved items (bounded rejection).
+def sample(key, observed: SparseRows, positives_P: jax.Array, users_P: jax.Array, num: int):
+  """`num` items for each of the training positives `positives_P` (indices), whose users are
+  `users_P`, drawn uniformly from the user's unobserved items (bounded rejection). A positive's
+  draws come from `key` folded with its index, so they do not depend on the batch it falls in (an
+  epoch's negatives are drawn batch by batch, in bounded memory, and the same key gives a
+  positive the same negatives every epoch).
 
   Returns:
     (negatives int32[P, num], collisions: how many of them are observed items after all draws).
   """
   num_items = observed.num_columns
-  draws_DxPxK = jax.random.randint(key, (DRAWS, users_P.shape[0], num), 0, num_items)
+  draws_PxDxK = jax.vmap(
+    lambda positive: jax.random.randint(
+      jax.random.fold_in(key, positive), (DRAWS, num), 0, num_items
+    )
+  )(positives_P)
+  draws_DxPxK = jnp.moveaxis(draws_PxDxK, 1, 0)
   hit_DxPxK = is_observed(observed, users_P[None, :, None], draws_DxPxK)
   first_free_PxK = jnp.argmin(hit_DxPxK, axis=0)  # the first unobserved draw, else draw 0
   chosen = jnp.take_along_axis(draws_DxPxK, first_free_PxK[None], axis=0)[0]

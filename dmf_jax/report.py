@@ -40,6 +40,9 @@ ROWS = {
   "name=dmf,user_layers=64,item_layers=64": "DMF-1-nce",
   "loss=nce,user_layers=256-128,item_layers=256-128": "DMF-2-nce",
   "loss=ce,user_layers=256-128,item_layers=256-128": "DMF-2-ce",
+  "optimizer=adam": "DMF-2-nce, adam",
+  "optimizer=lazy_adam": "DMF-2-nce, lazy_adam",
+  "optimizer=lazy_adam,lazy_max_read_share=1e+09": "DMF-2-nce, lazy_adam on every first layer",
 }
 
 
@@ -84,6 +87,12 @@ EXPERIMENTS = (
     ("ml100k",),
   ),
   Experiment(
+    "optimizers",
+    "Exact Adam against lazy_adam (not in the paper; the price of the sparse-row optimizer)",
+    {},
+    "configs/optimizers.py",
+  ),
+  Experiment(
     "gap",
     "The gap to the paper: one change at a time to DMF-2-nce, then the gainers together",
     {},
@@ -101,6 +110,11 @@ COMPARISONS = {  # experiment: [(better?, baseline[, "valid"])]: paired bootstra
     ("user_layers=128-64,item_layers=128-64", "user_layers=256-64,item_layers=256-64", "valid"),
   ],
   "tois2021": [("DMF-2-nce", "ItemKNN"), ("DMF-2-ce", "DMF-2-nce")],
+  "optimizers": [
+    (f"DMF-2-nce, {lazy}", "DMF-2-nce, adam", split)
+    for lazy in ("lazy_adam", "lazy_adam on every first layer")
+    for split in ("valid", "test")
+  ],
 }
 
 

@@ -89,7 +89,7 @@ class Recommender:
       max_target = 1.0 if self.config.data.implicit else self.data.max_rating
       train_data = training.build_data(self.config, self.train, max_target, trainer.mesh)
       if trainer.score_all is not None:
-        self._score_all = training.score_function(trainer, self.params, train_data)
+        self._score_all = training.scorers(trainer, self.params, train_data)[0]
       else:
         self.user_vectors, self.item_vectors = trainer.vectors(self.params, train_data)
     elif name == "itempop":

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from jax.experimental import sparse as jsparse
 
+from configs import default
 from dmf_jax import losses, models, sparse
 
 
@@ -38,6 +39,53 @@ def test_losses_by_hand():
   assert losses.binary_cross_entropy(jnp.array(-0.5), 1.0) == pytest.approx(-np.log(1e-6), rel=1e-5)
   # A perfect cosine stays finite for a negative (capped just below 1).
   assert np.isfinite(losses.binary_cross_entropy(jnp.array(1.0), 0.0))
+
+
+def test_beyond_paper_losses_by_hand():
+  scores = jnp.array([0.9, 0.5, -0.2, 0.7])  # the positive, then three negatives
+  # Sampled softmax at t = 0.5: -log(e^1.8 / (e^1.8 + e^1.0 + e^-0.4 + e^1.4)).
+  expected = -np.log(np.exp(1.8) / (np.exp(1.8) + np.exp(1.0) + np.exp(-0.4) + np.exp(1.4)))
+  assert losses.sampled_softmax(scores, 0.5) == pytest.approx(expected, rel=1e-6)
+  # CCL at m = 0.4, w = 3: (1 - 0.9) + 3 * mean(0.1, 0, 0.3) = 0.1 + 0.4.
+  assert losses.cosine_contrastive(scores, 0.4, 3.0) == pytest.approx(0.5, rel=1e-6)
+  # Through `for_model`, one loss per positive, whatever the targets.
+  model = default.get_config().model
+  model.loss, model.temperature = "softmax", 0.5
+  batch = jnp.stack([scores, scores[::-1]])
+  got = losses.for_model(model)(batch, jnp.zeros_like(batch))
+  assert got.shape == (2,) and got[0] == pytest.approx(expected, rel=1e-6)
+  model.loss, model.ccl_margin, model.ccl_weight = "ccl", 0.4, 3.0
+  assert losses.for_model(model)(batch, batch)[0] == pytest.approx(0.5, rel=1e-6)
+  assert losses.target("softmax", jnp.array(4.0), 5.0) == 1.0
+
+
+@pytest.mark.parametrize("loss", ["softmax", "ccl"])
+def test_beyond_paper_losses_gradients_match_finite_differences(loss):
+  jax.config.update("jax_enable_x64", True)
+  try:
+    model = default.get_config().model
+    model.loss, model.temperature, model.ccl_margin, model.ccl_weight = loss, 0.3, 0.2, 5.0
+    loss_fn = losses.for_model(model)
+    rng = np.random.default_rng(5)
+    # Away from CCL's hinge (|s - m| > 0.05), where it is smooth.
+    scores = rng.choice([-1, 1], (3, 5)) * rng.uniform(0.3, 0.9, (3, 5)) + 0.2
+    scores = jnp.asarray(scores, jnp.float64)
+
+    def total(s):
+      return jnp.sum(loss_fn(s, jnp.zeros_like(s)))
+
+    analytic = np.asarray(jax.grad(total)(scores)).reshape(-1)
+    flat = scores.reshape(-1)
+    eps = 1e-6
+    numeric = [
+      (total((flat.at[i].add(eps)).reshape(3, 5)) - total((flat.at[i].add(-eps)).reshape(3, 5)))
+      / (2 * eps)
+      for i in range(flat.shape[0])
+    ]
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+    assert np.any(analytic != 0)
+  finally:
+    jax.config.update("jax_enable_x64", False)
 
 
 def _random_csr(seed=0, shape=(20, 30)):

@@ -55,7 +55,7 @@ def test_one_step_matches_the_hand_computed_update():
   optimizer = optax.sgd(LR)
   state = training.TrainState(step=jnp.array(0), params=params, opt_state=optimizer.init(params))
   loss_fn = functools.partial(
-    training.batch_loss, module=module, point_loss=losses.cosine_cross_entropy, l2=0.0
+    training.batch_loss, module=module, scores_loss=losses.cosine_cross_entropy, l2=0.0
   )
   # User 0 with its positive item 0 (nce target 5 / 5) and a sampled negative, item 2.
   batch = (jnp.array([0]), jnp.array([[0, 2]]), jnp.array([[1.0, 0.0]]))
@@ -103,7 +103,7 @@ def test_lazy_adam_updates_only_the_rows_a_batch_reads(name, form):
   items_PxC = jnp.array([[1, 4], [5, 4], [5, 8]])
   # Buffers sized on typical batches of short rows, tried first (the second step's batch fits
   # them, the first's does not), then the buffers that fit any batch.
-  short_users, short_items = np.array([[2, 3, 4]]), np.array([[4, 6, 7, 4, 6, 7]])
+  short_users, short_items = np.array([[2, 3, 3]]), np.array([[4, 6, 7, 4, 6, 7]])
   data = training.TrainData(
     user_rows=models.SparseRows.from_csr(matrix, form, 3, typical_batches=short_users),
     item_rows=models.SparseRows.from_csr(matrix.transpose(), form, 6, typical_batches=short_items),
@@ -128,20 +128,29 @@ def test_lazy_adam_updates_only_the_rows_a_batch_reads(name, form):
     functools.partial(
       training.lazy_adam_step,
       module=trainer.module,
-      point_loss=trainer.family.point_loss,
+      scores_loss=trainer.scores_loss,
       learning_rate=trainer.family.learning_rate(config),
       max_read_share=float("inf"),  # lazily at any size (this Y's reads cover most rows)
     )
   )
   assert len(data.user_rows.staircases) == len(data.item_rows.staircases) == 2
+  assert len(data.user_rows.capacities) == len(data.item_rows.capacities) == 2
   # Two steps, so that the moments of rows read in the first and not the second are kept.
   second = (jnp.array(short_users[0]), jnp.array(short_items[0]).reshape(3, 2), targets)
+  # The first batch overflows the typical capacities, the second fits them: both updates run.
+  for rows, ids, level in (
+    (data.user_rows, users_P, 1),
+    (data.item_rows, items_PxC, 1),
+    (data.user_rows, second[0], 0),
+    (data.item_rows, second[1], 0),
+  ):
+    assert int(rows.fitting_level(ids.reshape(-1))) == level
   for batch_now in (batch, second):
     flat = traverse_util.flatten_dict(state.params)
     adam = state.opt_state[0]
     mu, nu = (traverse_util.flatten_dict(t) for t in (adam.mu, adam.nu))
     loss_fn = functools.partial(
-      training.batch_loss, module=trainer.module, point_loss=trainer.family.point_loss, l2=0.0
+      training.batch_loss, module=trainer.module, scores_loss=trainer.scores_loss, l2=0.0
     )
     grads = traverse_util.flatten_dict(jax.grad(loss_fn)(state.params, data, *batch_now))
     read_users = set(np.asarray(batch_now[0]).tolist())
@@ -207,7 +216,7 @@ def test_lazy_adam_takes_exact_adam_where_a_step_reads_most_rows():
   # tower, which user 3 read in the first step, are not read.
   second = (jnp.array([0, 0]), jnp.array([[1, 6], [5, 0]]), batch[2])
   loss_fn = functools.partial(
-    training.batch_loss, module=trainer.module, point_loss=trainer.family.point_loss, l2=0.0
+    training.batch_loss, module=trainer.module, scores_loss=trainer.scores_loss, l2=0.0
   )
 
   def two_steps(step):
@@ -224,7 +233,7 @@ def test_lazy_adam_takes_exact_adam_where_a_step_reads_most_rows():
   lazy_step = functools.partial(
     training.lazy_adam_step,
     module=trainer.module,
-    point_loss=trainer.family.point_loss,
+    scores_loss=trainer.scores_loss,
     learning_rate=config.train.lr,
   )
   for a, b in zip(jax.tree.leaves(two_steps(lazy_step)), jax.tree.leaves(exact), strict=True):
