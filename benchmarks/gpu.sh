@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The benchmark on one GPU, in under 5 minutes: whole epochs (every step timed) of the ML-1M-shaped
+# The benchmark on one GPU, in about 12 minutes: whole epochs (every step timed) of the ML-1M-shaped
 # synthetic set, and of ML-100k and Amazon Music when $DMF_DATA_DIR holds them, with full-ranking
 # evaluation of all their users. Writes benchmarks/results/<machine>.{json,md}; on the GPU, also
 # three seeds of ML-100k trained one by one against vmapped together (benchmarks/vmap_seeds.py),
-# and exact Adam against lazy_adam on the 1M x 1M synthetic set (benchmarks/optimizers.py).
+# and the 1M x 1M synthetic set with lazy_adam and exact Adam (2,000 steps each, then the
+# evaluation of its million users: <machine>-large.{json,md}; most of its time is the host's data
+# generation and split).
 #
 #   bash benchmarks/gpu.sh           # on a machine with a GPU and jax's CUDA plugin
 #   bash benchmarks/gpu.sh --cpu     # the same steps on the CPU, shortened: a test of the script
@@ -58,8 +60,9 @@ if [[ $platform == gpu && $datasets == *ml100k* ]]; then
     tee "benchmarks/results/$machine-vmap_seeds.txt"
 fi
 
-# Exact Adam against lazy_adam on the 1M x 1M synthetic set (a fixed number of steps each).
+# lazy_adam and exact Adam on the 1M x 1M synthetic set: a fixed number of steps each, then the
+# evaluation of every user (sampled metrics) and of eval.full_ranking_users of them (full ranking).
 if [[ $platform == gpu ]]; then
-  python3 -m benchmarks.optimizers --dataset=large_synth --layers=64,64,64 --steps=500 --rounds=3 |
-    tee "benchmarks/results/$machine-optimizers-large.txt"
+  python3 -m benchmarks.run --datasets=large_synth --optimizers=lazy_adam,adam --epochs=1 \
+    --max-steps=2000 --name="$machine-large"
 fi

@@ -45,6 +45,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.model.temperature = 0.2  # softmax: cosines are divided by it.
   config.model.ccl_margin = 0.4  # ccl: negatives' cosines above it are penalised.
   config.model.ccl_weight = 8.0  # ccl: the negatives' term's weight.
+  # softmax: each positive also against every other item of its batch (in-batch negatives).
+  config.model.in_batch_negatives = False
   config.model.first_layer = "auto"  # auto | dense | padded | segment: how rows of Y are read.
   config.model.l2 = 0.0  # L2 penalty on weights (biases excluded), added to the mean loss.
   config.model.knn_neighbours = 100  # ItemKNN: neighbours kept per item.

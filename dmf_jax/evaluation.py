@@ -7,8 +7,9 @@ candidates' columns of `score_all`. Every evaluated user gets sampled metrics; f
 metrics go to every user, or to a fixed sample of `eval.full_ranking_users` of them (drawn with
 the split's seed) when there are more, since each costs a product with the whole catalogue. A
 user's exclusions are read from the training Y batch by batch, so memory follows the batch, not
-the longest user. Users are scored in fixed-size batches (the last one padded) so the jitted
-rankings compile once per padded width (a power of two).
+the longest user. Users are scored in fixed-size batches (the last one padded; full rankings in
+batches of at most `FULL_RANKING_SCORES` scores) so the jitted rankings compile once per padded
+width (a power of two).
 
 Ties count against the held-out item: an item scoring exactly as high ranks above it. Full-ranking
 metrics rank the held-out item among every item except the user's training items and the user's
@@ -104,6 +105,11 @@ def eval_sets(
   }
 
 
+# A full ranking scores a batch of users against every item: its batches hold at most this many
+# scores (256 MB as float32), so that a million-item catalogue ranks 64 users at a time.
+FULL_RANKING_SCORES = 1 << 26
+
+
 def _batches(count: int, batch_size: int):
   """Positions 0..count-1 in batches of `batch_size`, the last padded with position 0."""
   for start in range(0, count, batch_size):
@@ -143,7 +149,9 @@ def evaluate(
     for rows in _batches(len(eval_set.users), batch_size)
   ]
   full = []
-  for positions in _batches(len(eval_set.full_rows), batch_size):
+  num_items = eval_set.train.shape[1]
+  full_batch = max(1, min(batch_size, FULL_RANKING_SCORES // num_items))
+  for positions in _batches(len(eval_set.full_rows), full_batch):
     rows = eval_set.full_rows[positions]
     full.append(
       _full_ranks(

@@ -16,6 +16,10 @@ A batch's scores are float32[P, C]: each positive (column 0) with its own C - 1 
 - `ccl`: the cosine contrastive loss of SimpleX (Mao et al., CIKM 2021), (1 - s_0) +
   w / (C - 1) * sum_c max(0, s_c - m) per positive, margin `model.ccl_margin` and negative
   weight `model.ccl_weight`.
+
+With `model.in_batch_negatives`, a batch's scores are float32[P, C + P * C] (`models.
+scores_with_batch`): the softmax then runs over every item of the batch, the user's own entries
+counted once (the others are -inf).
 """
 
 import functools

@@ -275,9 +275,9 @@ def _reads(rows: SparseRows, ids_R: jax.Array, level: int) -> RowReads:
 TYPICAL_SHARE = 0.8
 # The quantiles of typical batches' nonzeros that size the ladder of `capacities` (each one more
 # compiled branch): a batch's work follows its own nonzeros to within a step of the ladder.
-CAPACITY_QUANTILES = (0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+CAPACITY_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 # A rung is dropped when the next holds at most this many times its slots: too close to pay.
-CAPACITY_STEP = 1.25
+CAPACITY_STEP = 1.1
 
 
 def _capacity_ladder(quantiles: np.ndarray, any_batch: int) -> list[int]:
@@ -521,12 +521,25 @@ def pair_cosines(p_PxD: jax.Array, q_PCxD: jax.Array) -> jax.Array:
   return batched_cosine(jnp.repeat(p_PxD, count, axis=0), q_PCxD).reshape(-1, count)
 
 
+def scores_with_batch(p_PxD: jax.Array, q_PCxD: jax.Array) -> jax.Array:
+  """Cosines of P users each against its C items (first) and then against every item of the batch,
+  the user's own C masked to -inf (they are already counted): float32[P, C + P * C]. The other
+  users' items are in-batch negatives (beyond the paper; only the `softmax` loss reads them)."""
+  own_PxC = pair_cosines(p_PxD, q_PCxD)
+  num_users, count = own_PxC.shape
+  every_PxPC = normalize(p_PxD) @ normalize(q_PCxD).T
+  own_block = (jnp.arange(num_users * count) // count)[None, :] == jnp.arange(num_users)[:, None]
+  return jnp.concatenate([own_PxC, jnp.where(own_block, -jnp.inf, every_PxPC)], axis=1)
+
+
 class DMF(nn.Module):
   """DMF (Section 3.2): a user tower over rows of Y and an item tower over its columns, scored by
-  their cosine. Parameters `user_tower/...` and `item_tower/...`."""
+  their cosine. Parameters `user_tower/...` and `item_tower/...`. With `in_batch_negatives`, a
+  batch's scores also hold every user against every item of the batch (`scores_with_batch`)."""
 
   user_layers: Sequence[int]
   item_layers: Sequence[int]
+  in_batch_negatives: bool = False
 
   def setup(self):
     self.user_tower = Tower(tuple(self.user_layers))
@@ -539,18 +552,21 @@ class DMF(nn.Module):
     return self.item_tower(item_rows, ids_B)
 
   def __call__(self, user_rows, item_rows, users_P, items_PxC) -> jax.Array:
-    """Cosines of P users against their C items each, float32[P, C]."""
+    """Cosines of P users against their C items each, float32[P, C] (then the batch's items)."""
     p_PxD = self.user_vectors(user_rows, users_P)
-    return pair_cosines(p_PxD, self.item_vectors(item_rows, items_PxC.reshape(-1)))
+    q_PCxD = self.item_vectors(item_rows, items_PxC.reshape(-1))
+    scores = scores_with_batch if self.in_batch_negatives else pair_cosines
+    return scores(p_PxD, q_PCxD)
 
 
 class LFM(nn.Module):
   """LFM (Table 3): a one-layer DMF whose input is a one-hot id, i.e. learnt vectors. Parameters
-  `user_embedding/embedding` and `item_embedding/embedding`."""
+  `user_embedding/embedding` and `item_embedding/embedding`; `in_batch_negatives` as DMF's."""
 
   num_users: int
   num_items: int
   factors: int
+  in_batch_negatives: bool = False
 
   def setup(self):
     self.user_embedding = RowEmbed(self.num_users, self.factors)
@@ -564,7 +580,9 @@ class LFM(nn.Module):
 
   def __call__(self, user_rows, item_rows, users_P, items_PxC) -> jax.Array:
     p_PxD = self.user_vectors(user_rows, users_P)
-    return pair_cosines(p_PxD, self.item_vectors(item_rows, items_PxC.reshape(-1)))
+    q_PCxD = self.item_vectors(item_rows, items_PxC.reshape(-1))
+    scores = scores_with_batch if self.in_batch_negatives else pair_cosines
+    return scores(p_PxD, q_PCxD)
 
 
 def _norm(v_D: jax.Array) -> jax.Array:

@@ -82,6 +82,11 @@ def _check_towers(config) -> None:
     )
   if model.loss not in losses.LOSSES:
     raise ConfigError(f"model.loss={model.loss!r}: choose one of {', '.join(losses.LOSSES)}")
+  if model.in_batch_negatives and model.loss != "softmax":
+    raise ConfigError(
+      f"model.in_batch_negatives=True with model.loss={model.loss!r}: only the softmax loss reads "
+      "in-batch negatives; set model.loss=softmax"
+    )
   if model.first_layer not in models.FIRST_LAYERS:
     raise ConfigError(
       f"model.first_layer={model.first_layer!r}: choose one of {', '.join(models.FIRST_LAYERS)}"
@@ -100,7 +105,9 @@ OPTIMIZERS = ("adam", "lazy_adam")
 FAMILIES = {
   "dmf": models.Family(
     module=lambda config, shape: models.DMF(
-      tuple(config.model.user_layers), tuple(config.model.item_layers)
+      tuple(config.model.user_layers),
+      tuple(config.model.item_layers),
+      config.model.in_batch_negatives,
     ),
     loss=lambda config: losses.for_model(config.model),
     optimizer=_adam,
@@ -109,7 +116,9 @@ FAMILIES = {
     two_tower=True,
   ),
   "lfm": models.Family(
-    module=lambda config, shape: models.LFM(*shape, config.model.user_layers[-1]),
+    module=lambda config, shape: models.LFM(
+      *shape, config.model.user_layers[-1], config.model.in_batch_negatives
+    ),
     loss=lambda config: losses.for_model(config.model),
     optimizer=_adam,
     learning_rate=lambda config: config.train.lr,

@@ -141,6 +141,9 @@ def test_init_factors_scale_and_seed():
     ("ials", "als_factors", 0),
     ("eals", "eals_alpha", -0.5),
     ("itemknn", "knn_neighbours", 0),
+    ("dmf", "temperature", 0.0),
+    ("dmf", "ccl_margin", 1.5),
+    ("lfm", "ccl_weight", -1.0),
   ],
 )
 def test_out_of_range_field_fails_before_the_workdir_is_touched(tmp_path, name, field, value):
@@ -166,3 +169,11 @@ def test_als_run_reports_the_epoch_with_the_best_validation_ndcg(tmp_path, name)
   best = max(records, key=lambda r: r["validation"]["ndcg@10"])
   assert results["best_epoch"] == best["epoch"]
   assert results["validation"] == best["validation"] and results["test"] == best["test"]
+
+
+def test_in_batch_negatives_need_the_softmax_loss(tmp_path):
+  config = default.get_config()
+  config.model.in_batch_negatives = True
+  with pytest.raises(ConfigError, match="model.in_batch_negatives=True with model.loss='nce'"):
+    experiment.train_and_evaluate(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()

@@ -59,6 +59,28 @@ def test_beyond_paper_losses_by_hand():
   assert losses.target("softmax", jnp.array(4.0), 5.0) == 1.0
 
 
+def test_in_batch_negatives_add_every_other_item_of_the_batch():
+  rng = np.random.default_rng(0)
+  p = jnp.asarray(rng.normal(size=(2, 3)), jnp.float32)
+  q = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)  # user 0's items 0-1, user 1's 2-3
+  scores = models.scores_with_batch(p, q)
+  cos = lambda a, b: float(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
+  assert scores.shape == (2, 2 + 4)
+  np.testing.assert_allclose(scores[0, :2], [cos(p[0], q[0]), cos(p[0], q[1])], rtol=1e-5)
+  np.testing.assert_allclose(scores[0, 4:], [cos(p[0], q[2]), cos(p[0], q[3])], rtol=1e-5)
+  assert np.all(np.isneginf(scores[0, 2:4])) and np.all(np.isneginf(scores[1, 4:]))
+  np.testing.assert_allclose(scores[1, 2:4], [cos(p[1], q[0]), cos(p[1], q[1])], rtol=1e-5)
+  # The softmax over them counts the user's own items once; its gradient stays finite.
+  model = default.get_config().model
+  model.loss, model.temperature = "softmax", 0.5
+  loss_fn = losses.for_model(model)
+  got = loss_fn(scores, None)[0]
+  logits = np.array([cos(p[0], q[j]) for j in range(4)]) / 0.5
+  assert got == pytest.approx(np.log(np.exp(logits).sum()) - logits[0], rel=1e-5)
+  grads = jax.grad(lambda p: loss_fn(models.scores_with_batch(p, q), None).sum())(p)
+  assert np.all(np.isfinite(grads)) and np.any(grads != 0)
+
+
 @pytest.mark.parametrize("loss", ["softmax", "ccl"])
 def test_beyond_paper_losses_gradients_match_finite_differences(loss):
   jax.config.update("jax_enable_x64", True)
