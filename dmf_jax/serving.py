@@ -38,6 +38,24 @@ class Recommendation:
   title: str
 
 
+# Config fields added after runs were first written, each with the value that trains as the code
+# before it did: a run whose config.json lacks one is served as it was trained.
+FIELDS_ADDED_LATER = {
+  "model": {"temperature": 0.2, "ccl_margin": 0.4, "ccl_weight": 8.0, "in_batch_negatives": False},
+  "train": {"optimizer": "adam", "lazy_max_read_share": 0.5, "chunk_steps": 256},
+  "eval": {"full_ranking_users": 10_000},
+}
+
+
+def _with_fields_added_later(stored: dict) -> dict:
+  return {
+    section: {**FIELDS_ADDED_LATER.get(section, {}), **fields}
+    if isinstance(fields, dict)
+    else fields
+    for section, fields in stored.items()
+  }
+
+
 def _to_tuples(value):
   if isinstance(value, dict):
     return {k: _to_tuples(v) for k, v in value.items()}
@@ -54,7 +72,7 @@ class Recommender:
       raise UserError(f"{run.path}: no config.json, so not a dmf_jax run folder")
     if results is None:
       raise UserError(f"{run.path}: the run has not finished (no results.json)")
-    self.config = config_dict.ConfigDict(_to_tuples(stored))
+    self.config = config_dict.ConfigDict(_to_tuples(_with_fields_added_later(stored)))
     self.results = results
     self.data = _training_data(self.config.data, results["data"], run, data_root)
     if self.data.sha256 != results["data"]["sha256"]:

@@ -11,7 +11,7 @@ import pytest
 
 import dmf_jax
 from configs import default
-from dmf_jax import checkpoints, experiment, sparse, training
+from dmf_jax import checkpoints, experiment, serving, sparse, training
 from dmf_jax.errors import ConfigError
 from tests.conftest import assert_one_line_error, launch, synthetic_rows, write_ml100k
 
@@ -90,6 +90,17 @@ def test_train_checkpoint_restore_recommend_export(tmp_path, data_root):
     records_steps := meta["step"] // results["best_epoch"]
   )
   assert records_steps == model.train.nnz // 8  # 8 positives a step
+
+  # A run written before later config fields existed is served as it was trained.
+  config_file = workdir / "config.json"
+  stored = json.loads(config_file.read_text())
+  for section, fields in serving.FIELDS_ADDED_LATER.items():
+    for field in fields:
+      del stored[section][field]
+  config_file.write_text(json.dumps(stored))
+  older = dmf_jax.load(workdir)
+  assert older.config.model.in_batch_negatives is False
+  assert older.recommend(["1", "2"], k=5) == recs
 
   files = model.export(workdir, k=3)
   assert {f.name for f in files} == {"vectors.npz", "topk.csv"}
