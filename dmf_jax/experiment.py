@@ -214,6 +214,7 @@ def train_and_evaluate(
   held for the whole run: another process's run there is refused (`WorkdirBusy`). `label` names
   the run in its progress (default: the model's name).
   """
+  code_version()  # the code this process loaded, before anything trains
   wall_start = time.perf_counter()
   check_config(config)
   run = Workdir(workdir)

@@ -82,10 +82,12 @@ def write_json(path: pathlib.Path, value) -> None:
     f.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+@functools.cache
 def code_version() -> str | None:
   """The git commit of this package's checkout (with "+dirty" when tracked files differ from it),
   or None outside a git checkout: the same command and config give the same numbers only with the
-  same code."""
+  same code. Read once per process, when a run first asks (before it trains): a sweep that runs for
+  hours records the code it loaded, not a commit made in the checkout meanwhile."""
   root = pathlib.Path(__file__).resolve().parents[1]
 
   def git(*args):
