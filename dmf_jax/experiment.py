@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import logging
 import pathlib
@@ -271,6 +272,7 @@ def _train_and_evaluate(config, run: Workdir, *, overwrite: bool, wall_start: fl
     "train_seconds": round(outcome.train_seconds, 3),
     "wall_seconds": round(time.perf_counter() - wall_start, 3),
     "code": code_version(),
+    "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
   }
   run.finish(results)
   _report(config.model.name, results)

@@ -284,10 +284,11 @@ class Workdir:
 
   @_process_zero_writes
   def save_ranks(self, user_ids: np.ndarray, ranks: dict[str, dict[str, np.ndarray]]) -> None:
-    """Per-user 0-based ranks: arrays `valid_sampled`, `valid_full`, `test_sampled`, `test_full`."""
+    """Per-user 0-based ranks, compressed: arrays `valid_sampled`, `valid_full`, `test_sampled`,
+    `test_full` (and `*_full_rows`, which users the full rankings are of, `evaluation.evaluate`)."""
     flat = {f"{which}_{kind}": r for which, by_kind in ranks.items() for kind, r in by_kind.items()}
     with files.atomic_write(self.file(RANKS), "wb") as f:
-      np.savez(f, user_ids=np.asarray(user_ids, dtype=str), **flat)
+      np.savez_compressed(f, user_ids=np.asarray(user_ids, dtype=str), **flat)
 
   @_process_zero_writes
   def finish(self, results: dict) -> None:

@@ -188,7 +188,7 @@ def test_the_python_api_refuses_what_the_cli_refuses(tmp_path, data_root):  # no
 
 def _assert_same_run(workdir, expected):
   """The run in `workdir` finished with `expected`'s results (less timing and code) and ranks."""
-  timing = ("train_seconds", "wall_seconds", "code")
+  timing = ("train_seconds", "wall_seconds", "code", "finished")
   results, expected_results = (
     {k: v for k, v in json.loads((d / "results.json").read_text()).items() if k not in timing}
     for d in (workdir, expected)

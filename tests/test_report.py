@@ -34,6 +34,36 @@ def test_report_from_sweep_folders(tmp_path, data_root):  # noqa: F811
   assert (tmp_path / "docs" / "figures" / "table2_ml100k_metrics.png").is_file()
 
 
+def test_collected_records_regenerate_the_same_report(tmp_path, data_root):  # noqa: F811
+  base = tiny_config(data_root, **{"train.epochs": 1})
+  base.sweep.num_seeds = 2
+
+  def table3(add):
+    add(**{"model.name": "dmf", "model.user_layers": (8,), "model.item_layers": (8,)})
+    add(**{"model.name": "itempop"})
+
+  runs, records = tmp_path / "runs", tmp_path / "results"
+  sweep.run(base, table3, runs / "table3_ml100k", overwrite=False)
+  (runs / "scratch").mkdir()  # no summary: not a sweep folder, not collected
+  report.main([f"--runs={runs}", f"--records={records}", "--collect"])
+  assert sorted(p.name for p in records.iterdir()) == ["table3_ml100k"]
+  kept = {p.relative_to(records).as_posix() for p in records.rglob("*") if p.is_file()}
+  member = "table3_ml100k/name=dmf,user_layers=8,item_layers=8/seed1"
+  assert {f"{member}/{name}" for name in report.RUN_RECORDS} <= kept, sorted(kept)
+  assert not any("checkpoints" in p or p.endswith("split.npz") for p in kept)
+  # The records give the report the run folders give, whatever --out names, byte for byte.
+  from_runs = report.build(runs, tmp_path / "a" / "REPRODUCTION.md")
+  from_records = report.build(records, tmp_path / "b" / "R.md")
+  assert from_runs == from_records
+  assert "## Table 3: the input matrix (LFM-nce vs DMF-1-nce) — ML-100k" in from_records
+  assert str(tmp_path) not in from_records.split("Command:")[0]  # no argument echoed
+  assert "the latest finished 20" in from_records  # the date comes from the records
+  # Collecting again replaces the records whole.
+  report.main([f"--runs={runs}", f"--records={records}", "--collect"])
+  assert report.build(records, tmp_path / "c.md") == from_records
+  assert not [p for p in records.iterdir() if p.name.startswith(".")]
+
+
 def test_the_readme_glance_is_generated_between_its_markers(tmp_path, data_root):  # noqa: F811
   base = tiny_config(data_root, **{"train.epochs": 1})
   base.sweep.num_seeds = 1

@@ -285,7 +285,7 @@ def test_a_finished_run_goes_on_when_train_epochs_grows(tmp_path, data_root):
   grown = experiment.train_and_evaluate(
     tiny_config(data_root, **{"train.epochs": 3}), tmp_path / "b"
   )
-  timing = ("train_seconds", "wall_seconds", "code")
+  timing = ("train_seconds", "wall_seconds", "code", "finished")
   assert {k: v for k, v in grown.items() if k not in timing} == {
     k: v for k, v in straight.items() if k not in timing
   }
