@@ -74,7 +74,7 @@ class EvalSet:
   def excluded(self, rows: np.ndarray) -> np.ndarray:
     """int32[len(rows), L] the full ranking of `rows` (of `users`) leaves out, padded with the
     number of items; L is a power of two, so few widths compile."""
-    lengths = self.train.row_lengths()[self.users[rows]]
+    lengths = self.train.row_lengths(self.users[rows])
     width = 1 << int(lengths.max(initial=0)).bit_length()  # room for the other held-out item
     items, _ = self.train.padded(self.users[rows], width)
     items[np.arange(len(rows)), lengths] = self.other_held_out[rows]

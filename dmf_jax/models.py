@@ -210,9 +210,9 @@ class SparseRows:
       batch, -1
     )
 
-  def reads(self, ids_B: jax.Array, level: int = -1) -> RowReads:
+  def reads(self, ids_B: jax.Array, level: int) -> RowReads:
     """Which rows of W1 the rows `ids_B` read (their nonzeros' columns, weighted by the values),
-    laid in `capacities[level]` slots per shard (by default the capacity that holds any batch)."""
+    laid in `capacities[level]` slots per shard."""
     if self.shards == 1:
       return _reads(self, ids_B, level)
     shard = ids_B.shape[0] // self.shards

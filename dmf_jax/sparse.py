@@ -37,8 +37,12 @@ class CSR:
   def nnz(self) -> int:
     return len(self.indices)
 
-  def row_lengths(self) -> np.ndarray:
-    return np.diff(self.indptr)
+  def row_lengths(self, rows: np.ndarray | None = None) -> np.ndarray:
+    """The number of entries of every row, or of `rows` (read for those rows only)."""
+    if rows is None:
+      return np.diff(self.indptr)
+    rows = np.asarray(rows)
+    return self.indptr[rows + 1] - self.indptr[rows]
 
   def row_ids(self) -> np.ndarray:
     """The row index of every stored entry, int32[nnz]."""
@@ -63,7 +67,7 @@ class CSR:
       the last column, so scatters with mode="drop" ignore it) and value 0.
     """
     rows = np.arange(self.shape[0]) if rows is None else np.asarray(rows)
-    lengths = self.row_lengths()[rows]
+    lengths = self.row_lengths(rows)
     width = int(lengths.max(initial=0)) if width is None else width
     indices = np.full((len(rows), width), self.shape[1], np.int32)
     values = np.zeros((len(rows), width), np.float32)
