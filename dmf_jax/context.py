@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 from ml_collections import config_dict
@@ -24,6 +25,7 @@ class Context:
   workdir: Workdir
   initial_params: dict | None = None  # a trained model's start (NeuMF-p's), else its own init
   label: str = ""  # the run's name in its progress
+  seed_batch: Any = None  # a `training.SeedBatch`: its epochs run beside its member's other seeds
 
   def evaluate(self, score_all: evaluation.ScoreAll, score_candidates=None):
     """Validation and test metrics and per-user ranks of `score_all` (and `score_candidates`,

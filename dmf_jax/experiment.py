@@ -207,13 +207,15 @@ def train_and_evaluate(
   *,
   overwrite: bool = False,
   label: str | None = None,
+  seed_batch=None,
 ) -> dict:
   """Runs `config` in `workdir` and returns the contents of its `results.json`.
 
   A workdir holding this config's finished run is left alone and its results returned; one holding
   another config's run is refused unless `overwrite`, which starts the run over. The workdir is
   held for the whole run: another process's run there is refused (`WorkdirBusy`). `label` names
-  the run in its progress (default: the model's name).
+  the run in its progress (default: the model's name). `seed_batch` (a `training.SeedBatch`)
+  trains its epochs beside other seeds of its config.
   """
   code_version()  # the code this process loaded, before anything trains
   wall_start = time.perf_counter()
@@ -221,11 +223,18 @@ def train_and_evaluate(
   run = Workdir(workdir)
   with run.locked():
     return _train_and_evaluate(
-      config, run, overwrite=overwrite, wall_start=wall_start, label=label or config.model.name
+      config,
+      run,
+      overwrite=overwrite,
+      wall_start=wall_start,
+      label=label or config.model.name,
+      seed_batch=seed_batch,
     )
 
 
-def _train_and_evaluate(config, run: Workdir, *, overwrite: bool, wall_start: float, label: str):
+def _train_and_evaluate(
+  config, run: Workdir, *, overwrite: bool, wall_start: float, label: str, seed_batch
+):
   """`train_and_evaluate` in a workdir this process holds."""
   run.remove_leftovers()
   if run.claim(config, overwrite=overwrite) == "finished":
@@ -252,7 +261,7 @@ def _train_and_evaluate(config, run: Workdir, *, overwrite: bool, wall_start: fl
   eval_sets = evaluation.eval_sets(
     split, train, config.eval.full_ranking_users, config.data.split_seed
   )
-  context = Context(config, data, split, train, eval_sets, run, initial_params, label)
+  context = Context(config, data, split, train, eval_sets, run, initial_params, label, seed_batch)
   log.info("%s on %s (%d training ratings)", config.model.name, data.name, train.nnz)
 
   outcome = MODELS[config.model.name](context)

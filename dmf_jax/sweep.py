@@ -26,6 +26,7 @@ import platform
 import re
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -33,7 +34,7 @@ import jax
 import numpy as np
 from ml_collections import config_dict
 
-from dmf_jax import experiment, plots
+from dmf_jax import experiment, plots, training
 from dmf_jax.errors import ConfigError
 from dmf_jax.progress import duration
 from dmf_jax.workdir import Workdir, WorkdirBusy, code_version, write_json
@@ -151,23 +152,22 @@ def run(
   todo = sum(state != "finished" for state in states)
   log.info("sweep: %d runs (%d to train) into %s", len(runs), todo, directory)
   started = time.perf_counter()
+  vmapped = _vmap_seeds(base)
   busy, trained_seconds, trained = [], 0.0, 0
-  for index, (member, state) in enumerate(zip(runs, states, strict=True), 1):
-    label = f"member {index}/{len(runs)} {member.name} seed {member.seed}"
-    left = sum(s != "finished" for s in states[index - 1 :])
+  labels = [f"member {i}/{len(runs)} {r.name} seed {r.seed}" for i, r in enumerate(runs, 1)]
+  for batch in _batches(runs, states, vmapped):
+    left = sum(s != "finished" for s in states[batch[0] :])
     eta = ""
-    if trained and state != "finished":
+    if trained and states[batch[0]] != "finished":
       eta = f"; the sweep's {left} runs to train take about {duration(trained_seconds / trained * left)}"
-    log.info("sweep %s (%s)%s", label, state, eta)
+    beside = f", vmapped with {len(batch) - 1} more seeds" if len(batch) > 1 else ""
+    for i in batch:
+      log.info("sweep %s (%s%s)%s", labels[i], states[i], beside, eta)
     began = time.perf_counter()
-    try:
-      experiment.train_and_evaluate(member.config, member.workdir, overwrite=overwrite, label=label)
-    except WorkdirBusy as e:
-      log.warning("sweep %s skipped: %s", label, e)
-      busy.append(member)
-      continue
-    if state != "finished":
-      trained_seconds, trained = trained_seconds + time.perf_counter() - began, trained + 1
+    busy += _train([runs[i] for i in batch], [labels[i] for i in batch], overwrite=overwrite)
+    to_train = sum(states[i] != "finished" for i in batch)
+    if to_train:
+      trained_seconds, trained = trained_seconds + time.perf_counter() - began, trained + to_train
   if busy:
     log.warning(
       "sweep: %d of %d runs were held by other processes; run the sweep again once they end to "
@@ -204,6 +204,70 @@ def run(
       f"; plots {', '.join(map(str, figures))}" if figures else "",
     )
   return rows
+
+
+def _vmap_seeds(base: config_dict.ConfigDict) -> bool:
+  """Whether a member's seeds train as one vmapped program (`sweep.vmap_seeds`; None: off CPUs)."""
+  choice = base.sweep.get("vmap_seeds")
+  devices = jax.device_count()
+  if choice is None:
+    return jax.default_backend() != "cpu" and devices == 1
+  if choice and devices > 1:
+    raise ConfigError(
+      f"sweep.vmap_seeds=True: vmapped seeds train on one device, and this process sees {devices}; "
+      "set it False to split each run over the devices instead"
+    )
+  return choice
+
+
+def _batches(runs: list[Member], states: list[str], vmapped: bool) -> list[list[int]]:
+  """The runs' indices in the order they train: one run at a time, but a member's unfinished
+  seeds together when seeds are vmapped and the model trains by gradient steps."""
+  batches = []
+  for name in dict.fromkeys(r.name for r in runs):
+    member = [i for i, r in enumerate(runs) if r.name == name]
+    unfinished = [i for i in member if states[i] != "finished"]
+    if vmapped and len(unfinished) > 1 and runs[member[0]].config.model.name in training.FAMILIES:
+      batches += [[i] for i in member if states[i] == "finished"] + [unfinished]
+    else:
+      batches += [[i] for i in member]
+  return batches
+
+
+def _train(members: list[Member], labels: list[str], *, overwrite: bool) -> list[Member]:
+  """Trains `members` (one, or a member's seeds as one vmapped program, each in its own thread and
+  workdir); returns those whose workdir another process holds."""
+  seed_batch = training.SeedBatch(len(members)) if len(members) > 1 else None
+  busy, failures = [], []
+
+  def train(member: Member, label: str) -> None:
+    try:
+      experiment.train_and_evaluate(
+        member.config, member.workdir, overwrite=overwrite, label=label, seed_batch=seed_batch
+      )
+    except WorkdirBusy as e:
+      log.warning("sweep %s skipped: %s", label, e)
+      busy.append(member)
+    except BaseException as e:  # raised in the sweep's thread once the batch ends
+      failures.append(e)
+    finally:
+      if seed_batch is not None:
+        seed_batch.leave()
+
+  if seed_batch is None:
+    train(members[0], labels[0])
+  else:
+    threads = [
+      threading.Thread(target=train, args=pair, daemon=True)
+      for pair in zip(members, labels, strict=True)
+    ]
+    for thread in threads:
+      thread.start()
+    for thread in threads:
+      thread.join()
+  if failures:
+    raise failures[0]
+  return busy
 
 
 def machine() -> dict:

@@ -17,13 +17,17 @@ A model family (`FAMILIES`) is data: its Flax module, loss and optimizer (`model
 epoch runs on the device mesh of `config.mesh` (`parallel`): each step's positives are split over
 the `data` axis, the data replicated, and the parameters placed by their Flax partitioning metadata
 (user- and item-indexed weights split by rows over `model`); 1 device and N run the same program.
+A sweep member's seeds can train as one program (`SeedBatch`, `sweep.vmap_seeds`): the same
+epoch vmapped over states stacked on a leading axis.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
+import threading
 import time
 from typing import Any
 
@@ -405,8 +409,8 @@ def train_epoch(
   neg_ratio: int,
   batch_sharding,
 ):
-  """One pass over the positives as one program (for callers that transform it, such as vmapped
-  seeds). Returns (state, per-step losses, negative collisions)."""
+  """One pass over the positives as one program. Returns (state, per-step losses, negative
+  collisions)."""
   order_SxP = plan_epoch(data, shuffle_key, positives_per_batch=positives_per_batch)
   state, step_losses, collisions = train_steps(
     state,
@@ -501,16 +505,15 @@ class Trainer:
       )
     else:
       step_fn = functools.partial(train_step, loss_fn=loss_fn, optimizer=self.optimizer)
-    # The epoch as one pure function, for callers that transform it (vmapped seeds) before jitting.
-    self.epoch_fn = functools.partial(
-      train_epoch,
-      step_fn=step_fn,
-      positives_per_batch=self.positives_per_batch,
-      neg_ratio=config.train.neg_ratio,
-      batch_sharding=batches,
-    )
+    # The epoch as one program: what the chunked epoch below must equal, bit for bit.
     self.whole_epoch = jax.jit(
-      self.epoch_fn,
+      functools.partial(
+        train_epoch,
+        step_fn=step_fn,
+        positives_per_batch=self.positives_per_batch,
+        neg_ratio=config.train.neg_ratio,
+        batch_sharding=batches,
+      ),
       in_shardings=(state_shardings, everywhere, everywhere, everywhere),
       out_shardings=(state_shardings, everywhere, everywhere),
       donate_argnums=0,
@@ -522,13 +525,26 @@ class Trainer:
       in_shardings=everywhere,
       out_shardings=everywhere,
     )
+    steps_fn = functools.partial(
+      train_steps, step_fn=step_fn, neg_ratio=config.train.neg_ratio, batch_sharding=batches
+    )
     self._train_steps = jax.jit(
-      functools.partial(
-        train_steps, step_fn=step_fn, neg_ratio=config.train.neg_ratio, batch_sharding=batches
-      ),
+      steps_fn,
       static_argnums=5,
       in_shardings=(state_shardings, everywhere, everywhere, everywhere, everywhere),
       out_shardings=(state_shardings, everywhere, everywhere),
+      donate_argnums=0,
+    )
+    # Several seeds' epochs (`SeedBatch`): the same plan and steps, vmapped over stacked states and
+    # keys (one device, so the placement is the default one).
+    self._plan_seeds = jax.jit(
+      jax.vmap(
+        functools.partial(plan_epoch, positives_per_batch=self.positives_per_batch), (None, 0)
+      )
+    )
+    self._train_seeds = jax.jit(
+      jax.vmap(steps_fn, in_axes=(0, None, 0, 0, None, None)),
+      static_argnums=5,
       donate_argnums=0,
     )
     self.vectors = self.score_all = None
@@ -548,15 +564,28 @@ class Trainer:
     self, state: TrainState, data: TrainData, shuffle_key, negatives_key, on_steps=None
   ):
     """One epoch, as `whole_epoch` computes it, in chunks of `train.chunk_steps` steps; calls
-    `on_steps(n)` as each chunk of n steps ends. The host reads a chunk's losses once the next chunk
-    is queued, so the device never waits on it. Returns (state, the per-step losses as a NumPy
+    `on_steps(n)` as each chunk of n steps ends. Returns (state, the per-step losses as a NumPy
     array, the negatives' collisions)."""
     order_SxP = self._plan_epoch(data, shuffle_key)
-    steps, chunk = order_SxP.shape[0], self.config.train.chunk_steps
+    return self._in_chunks(self._train_steps, state, data, order_SxP, negatives_key, on_steps)
+
+  def train_seeds_epoch(
+    self, states: TrainState, data: TrainData, shuffle_keys, negatives_keys, on_steps=None
+  ):
+    """`train_epoch` of K seeds as one vmapped program: states and keys stacked on a leading axis
+    of K; returns the states stacked, losses float[K, steps] and collisions int[K]."""
+    order_KxSxP = self._plan_seeds(data, shuffle_keys)
+    return self._in_chunks(self._train_seeds, states, data, order_KxSxP, negatives_keys, on_steps)
+
+  def _in_chunks(self, run_steps, state, data: TrainData, order, negatives_key, on_steps):
+    """Runs an epoch's plan (`order`: [..., steps, P]) in chunks of `train.chunk_steps` steps
+    (one program per chunk length, so at most two). The host reads a chunk's losses once the next
+    chunk is queued, so the device never waits on it."""
+    steps, chunk = order.shape[-2], self.config.train.chunk_steps
     losses, collisions, queued = [], [], None
     for first in range(0, steps, chunk):
-      state, chunk_losses, chunk_collisions = self._train_steps(
-        state, data, order_SxP, negatives_key, first, min(chunk, steps - first)
+      state, chunk_losses, chunk_collisions = run_steps(
+        state, data, order, negatives_key, first, min(chunk, steps - first)
       )
       collisions.append(chunk_collisions)
       if queued is not None:
@@ -564,8 +593,10 @@ class Trainer:
       queued = chunk_losses
     if queued is not None:
       losses.append(_finished(queued, on_steps))
-    losses = np.concatenate(losses) if losses else np.zeros(0, np.float32)
-    return state, losses, int(sum(np.asarray(c).sum() for c in collisions))
+    leading = order.shape[:-2]
+    losses = np.concatenate(losses, -1) if losses else np.zeros((*leading, 0), np.float32)
+    collisions = sum((np.asarray(c).sum(-1) for c in collisions), np.zeros(leading, np.int64))
+    return state, losses, collisions
 
   def abstract_params(self):
     """Shapes, dtypes and shardings of the params: the restore target of a checkpoint."""
@@ -578,8 +609,97 @@ class Trainer:
 def _finished(chunk_losses, on_steps) -> np.ndarray:
   chunk_losses = np.asarray(chunk_losses)  # waits for the chunk: the host's one sync per chunk
   if on_steps is not None:
-    on_steps(len(chunk_losses))
+    on_steps(chunk_losses.shape[-1])
   return chunk_losses
+
+
+@dataclasses.dataclass
+class _EpochRequest:
+  trainer: Trainer
+  state: TrainState
+  data: TrainData
+  keys: tuple
+  on_steps: Any
+  result: tuple | None = None
+  error: BaseException | None = None
+
+
+class SeedBatch:
+  """Runs of one config that differ only in their seed, each training in its own thread, whose
+  epochs run together as one vmapped program (`sweep.vmap_seeds`).
+
+  A run's `train_epoch` returns once every run still in the batch has asked for its next epoch, so
+  each keeps its own evaluation, checkpoints, early stopping and workdir, as if it ran alone. A run
+  that ends (finished, stopped early or failed) must `leave`: the others go on without it.
+  """
+
+  def __init__(self, runs: int):
+    self._changed = threading.Condition()
+    self._runs = runs
+    self._waiting: list[_EpochRequest] = []
+
+  def leave(self) -> None:
+    with self._changed:
+      self._runs -= 1
+      self._run_if_all_wait()
+
+  def train_epoch(self, trainer: Trainer, state: TrainState, data: TrainData, *keys, on_steps=None):
+    """`trainer.train_epoch(state, data, *keys, on_steps=on_steps)`, run beside the batch's
+    other runs' epochs."""
+    request = _EpochRequest(trainer, state, data, keys, on_steps)
+    with self._changed:
+      self._waiting.append(request)
+      self._run_if_all_wait()
+      while request.result is None and request.error is None:
+        self._changed.wait()
+    if request.error is not None:
+      raise request.error
+    return request.result
+
+  def _run_if_all_wait(self) -> None:
+    """With the lock held: the waiting epochs, once every run of the batch waits."""
+    if not self._waiting or len(self._waiting) < self._runs:
+      return
+    requests, self._waiting = self._waiting, []
+    try:
+      if len(requests) == 1:
+        (only,) = requests
+        only.result = only.trainer.train_epoch(
+          only.state, only.data, *only.keys, on_steps=only.on_steps
+        )
+      else:
+        for index, result in enumerate(_train_together(requests)):
+          requests[index].result = result
+    except BaseException as e:  # every run of this epoch learns why it failed
+      for request in requests:
+        request.error = e
+    self._changed.notify_all()
+
+
+def _train_together(requests: list[_EpochRequest]):
+  """The requests' epochs as one vmapped program; each request's (state, losses, collisions)."""
+
+  def stack(*leaves):
+    return jnp.stack(leaves)
+
+  def on_steps(count):
+    for request in requests:
+      if request.on_steps is not None:
+        request.on_steps(count)
+
+  states = jax.tree.map(stack, *(r.state for r in requests))
+  shuffle_keys, negatives_keys = (
+    stack(*keys) for keys in zip(*(r.keys for r in requests), strict=True)
+  )
+  # Every request's trainer and data are of the same config but its seed: the first's serve all.
+  trainer, data = requests[0].trainer, requests[0].data
+  states, losses_KxS, collisions_K = trainer.train_seeds_epoch(
+    states, data, shuffle_keys, negatives_keys, on_steps
+  )
+  return [
+    (jax.tree.map(lambda leaf, i=index: leaf[i], states), losses_KxS[index], collisions_K[index])
+    for index in range(len(requests))
+  ]
 
 
 def _abstract(leaf, sharding) -> jax.ShapeDtypeStruct:
@@ -664,6 +784,9 @@ def train(context: Context) -> Outcome:
   max_target = 1.0 if config.data.implicit else context.data.max_rating
   trainer = Trainer(config, context.train.shape)
   data = build_data(config, context.train, max_target, trainer.mesh)
+  run_epoch = trainer.train_epoch
+  if context.seed_batch is not None:  # beside the member's other seeds, as one program
+    run_epoch = functools.partial(context.seed_batch.train_epoch, trainer)
   ckpt = checkpoints.Checkpoints(run.file(CHECKPOINT_DIR))
   select = config.eval.select
   progress = None
@@ -702,9 +825,7 @@ def train(context: Context) -> Outcome:
       progress.note(epoch=f"{epoch}/{config.train.epochs}")
       began = time.perf_counter()
       keys = epoch_keys(config.seed, epoch, config.train.resample_negatives)
-      new_state, step_losses, collisions = trainer.train_epoch(
-        state, data, *keys, on_steps=progress.advance
-      )
+      new_state, step_losses, collisions = run_epoch(state, data, *keys, on_steps=progress.advance)
       seconds = time.perf_counter() - began
       bad = np.flatnonzero(~np.isfinite(step_losses))
       if bad.size:
