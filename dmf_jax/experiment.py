@@ -281,6 +281,7 @@ def _train_and_evaluate(
     "train_seconds": round(outcome.train_seconds, 3),
     "wall_seconds": round(time.perf_counter() - wall_start, 3),
     "code": code_version(),
+    "device": jax.devices()[0].device_kind,  # where it trained: "cpu", "NVIDIA H200", ...
     "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
   }
   run.finish(results)

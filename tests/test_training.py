@@ -52,6 +52,7 @@ def test_train_checkpoint_restore_recommend_export(tmp_path, data_root):
   assert results["test"] == pytest.approx(best["test"])  # restored checkpoint reproduces it
   head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
   assert results["code"].removesuffix("+dirty") == head.stdout.strip()  # the code that ran
+  assert results["device"] == jax.devices()[0].device_kind  # and where
 
   model = dmf_jax.load(workdir)
   recs = model.recommend(["1", "2"], k=5)
