@@ -133,7 +133,7 @@ def _serve():
 def _print_config(config, sweep_fn) -> None:
   print(config, end="")
   if sweep_fn is not None:
-    members = sweep.collect(sweep_fn)
+    members = sweep.collect(sweep_fn, config)
     print(f"sweep: {len(members)} members x {config.sweep.num_seeds} seeds")
     for overrides in members:
       print(f"  {sweep.member_name(overrides)}")

@@ -59,6 +59,7 @@ class Experiment(NamedTuple):
   papers: dict  # the paper's numbers by data set
   config: str
   datasets: tuple[str, ...] = tuple(DATASETS)
+  flags: str = ""  # the sweep command's further flags
 
 
 EXPERIMENTS = (
@@ -104,6 +105,19 @@ EXPERIMENTS = (
     "configs/gap.py",
     ("ml100k",),
   ),
+  Experiment(
+    "beyond",
+    "Beyond the paper, the search: losses, negatives, inputs and towers for DMF (1 seed each)",
+    {},
+    "configs/beyond.py",
+    flags="--config.sweep.num_seeds=1",
+  ),
+  Experiment(
+    "beyond_top5",
+    "Beyond the paper: the search's five best on validation, 3 seeds, and LFM with each recipe",
+    {},
+    "configs/beyond_top5.py",
+  ),
 )
 SPLIT_NAMES = {"test": "test", "valid": "validation"}
 COMPARISONS = {  # experiment: [(better?, baseline[, "valid"])]: paired bootstrap over users
@@ -127,9 +141,10 @@ COMPARISONS = {  # experiment: [(better?, baseline[, "valid"])]: paired bootstra
 RUNS = pathlib.Path("runs")
 
 
-def sweep_command(config: str, folder: pathlib.Path, dataset: str) -> str:
+def sweep_command(config: str, folder: pathlib.Path, dataset: str, flags: str = "") -> str:
   """The command that writes the sweep folder `folder`."""
-  return f"python launch.py --config={config} --workdir={folder} --config.data.name={dataset}"
+  command = f"python launch.py --config={config} --workdir={folder} --config.data.name={dataset}"
+  return f"{command} {flags}".rstrip()
 
 
 def row_labeller(name: str, paper: dict):
@@ -224,7 +239,7 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
     "",
   ]
   missing = []
-  for name, title, papers, config, datasets in EXPERIMENTS:
+  for name, title, papers, config, datasets, flags in EXPERIMENTS:
     for dataset in datasets:
       dataset_title = DATASETS[dataset]
       folder = runs / f"{name}_{dataset}"
@@ -233,7 +248,7 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
         missing.append(
           (
             f"{title}, {dataset_title}",
-            sweep_command(config, RUNS / folder.name, dataset),
+            sweep_command(config, RUNS / folder.name, dataset, flags),
           )
         )
         continue
@@ -243,6 +258,8 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
       lines += _table(rows, paper, label_of)
       lines += _provenance(meta, folder)
       lines += _comparisons(folder, rows, COMPARISONS.get(name, []), label_of)
+      if name == "beyond_top5":
+        lines += _beyond_comparisons(folder, rows, runs / f"table2_{dataset}")
       lines += _figures(folder, figures, f"{name}_{dataset}", out)
   rows, meta = load_sweep(runs / "tois2021_ml100k")
   if rows is None:
@@ -287,6 +304,8 @@ def _provenance(meta: dict, folder: pathlib.Path) -> list[str]:
   wall = sum(r["wall_seconds"] for r in results)
   codes = collections.Counter(r.get("code") or "not recorded" for r in results)
   code = "Code: " + ", ".join(f"{c} ({n} runs)" for c, n in sorted(codes.items())) + "."
+  devices = collections.Counter(r.get("device") or "not recorded" for r in results)
+  code += " Trained on: " + ", ".join(f"{d} ({n} runs)" for d, n in sorted(devices.items())) + "."
   if not meta:
     return ["", f"Source: `{folder}`; {wall:.0f} s of wall time over its runs. {code}", ""]
   machine = meta.get("machine", {})
@@ -317,6 +336,44 @@ def _comparisons(folder, rows, pairs, label_of) -> list[str]:
       f"[{low:+.4f}, {high:+.4f}] over {len(a)} users; share of resamples <= 0: {p:.3f})"
     )
   return ["Paired differences (seed-averaged per-user NDCG@10):", "", *lines, ""] if lines else []
+
+
+BASELINES = ("ItemPop", "ItemKNN", "EASE^R", "iALS", "eALS", "NeuMF-p", "DMF-2-nce")
+
+
+def _beyond_comparisons(folder: pathlib.Path, rows: list[dict], table2: pathlib.Path) -> list[str]:
+  """The DMF recipe best on validation against LFM with the same recipe, and on test against every
+  model of Table 2 on the same split and candidates (when Table 2's sweep is there)."""
+  dmf = [r for r in rows if not r["member"].startswith("name=lfm")]
+  best = max(dmf, key=lambda r: r["valid_ndcg@10"])["member"]
+  pairs = [(folder, best, folder, f"name=lfm,{best}")]
+  table2_rows, _ = load_sweep(table2)
+  split = _split_of(folder / best)
+  if table2_rows is not None and split == _split_of(table2 / table2_rows[0]["member"]):
+    members = {ROWS.get(r["member"], r["member"]): r["member"] for r in table2_rows}
+    pairs += [(folder, best, table2, members[b]) for b in BASELINES if b in members]
+  lines = [f"The recipe best on validation NDCG@10: `{best}`.", ""]
+  for better_folder, better, worse_folder, worse in pairs:
+    a = _per_user_ndcg(better_folder, better)
+    b = _per_user_ndcg(worse_folder, worse)
+    if a is None or b is None:
+      continue
+    mean, low, high, p = paired_bootstrap(a, b)
+    against = ROWS.get(worse, worse) if worse_folder != folder else worse
+    lines.append(
+      f"- best − {against}, test NDCG@10 per user: {mean:+.4f} (95% bootstrap interval "
+      f"[{low:+.4f}, {high:+.4f}] over {len(a)} users; share of resamples <= 0: {p:.3f})"
+    )
+  if table2_rows is None:
+    lines.append(f"- Table 2's models are not measured yet on this data set (`{table2.name}`).")
+  return [*lines, ""]
+
+
+def _split_of(member: pathlib.Path) -> str | None:
+  """The split key of a member's first finished run."""
+  for results in sorted(member.glob("seed*/results.json")):
+    return json.loads(results.read_text())["split"]
+  return None
 
 
 def _figures(folder, figures, stem, out) -> list[str]:

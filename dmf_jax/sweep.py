@@ -4,6 +4,7 @@
       for ratio in (1, 2, 5, 9, 10):
         add(**{"train.neg_ratio": ratio})
 
+A `sweep(add, config)` also gets the base config, so that its members can depend on the data set.
 Every member runs `sweep.num_seeds` times (model seeds `seed`, `seed + 1`, ...; one split) into
 `DIR/<name>/seed<s>/`, its name made from its overrides. Command-line overrides apply to every member;
 a member's own overrides win for the fields it sets. Every member is checked (fields, types, values,
@@ -17,6 +18,7 @@ import copy
 import csv
 import dataclasses
 import importlib.util
+import inspect
 import io
 import json
 import logging
@@ -54,14 +56,18 @@ def sweep_function(config_path: str) -> Callable | None:
   return getattr(module, "sweep", None)
 
 
-def collect(sweep: Callable) -> list[dict]:
-  """The override dicts that `sweep(add)` adds, in order."""
+def collect(sweep: Callable, config: config_dict.ConfigDict | None = None) -> list[dict]:
+  """The override dicts that `sweep(add)` adds, in order; a `sweep(add, config)` also reads the
+  base config (its data set, say)."""
   members = []
 
   def add(overrides: dict | None = None, **more):
     members.append({**(overrides or {}), **more})
 
-  sweep(add)
+  if len(inspect.signature(sweep).parameters) > 1:
+    sweep(add, config)
+  else:
+    sweep(add)
   if not members:
     raise ConfigError("the config's sweep() added no member")
   return members
@@ -147,7 +153,7 @@ def run(
 ) -> list[dict]:
   """Runs every member of `sweep` over `base` in `directory`; returns the summary rows."""
   directory = pathlib.Path(directory)
-  runs = plan(base, collect(sweep), directory)
+  runs = plan(base, collect(sweep, base), directory)
   states = [Workdir(r.workdir).check(r.config, overwrite=overwrite) for r in runs]
   todo = sum(state != "finished" for state in states)
   log.info("sweep: %d runs (%d to train) into %s", len(runs), todo, directory)

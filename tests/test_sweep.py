@@ -129,11 +129,15 @@ def test_sweep_from_the_command_line(tmp_path, data_root):  # noqa: F811
   "name", sorted(p.name for p in (REPO / "configs").glob("*.py") if p.name != "__init__.py")
 )
 def test_every_config_file_plans(name, tmp_path):
-  """Every run of every config in configs/ names real fields with valid values."""
+  """Every run of every config in configs/, on each data set, names real fields with valid
+  values."""
   base = importlib.import_module(f"configs.{name.removesuffix('.py')}").get_config()
-  members = sweep.collect(sweep.sweep_function(str(REPO / "configs" / name)) or (lambda add: add()))
-  runs = sweep.plan(base, members, tmp_path)
-  assert len(runs) == len(members) * base.sweep.num_seeds
+  sweep_fn = sweep.sweep_function(str(REPO / "configs" / name)) or (lambda add: add())
+  for dataset in ("ml100k", "amusic"):
+    base.data.name = dataset
+    members = sweep.collect(sweep_fn, base)
+    runs = sweep.plan(base, members, tmp_path)
+    assert len(runs) == len(members) * base.sweep.num_seeds
 
 
 def one_member(add):
