@@ -1,13 +1,13 @@
-"""Generates docs/REPRODUCTION.md from sweep outputs: our numbers beside the paper's.
+"""Generates docs/REPRODUCTION.md from the committed run records: our numbers beside the paper's.
 
-  python -m dmf_jax.report --runs=runs --out=docs/REPRODUCTION.md
-  python -m dmf_jax.report --collect --runs=runs --records=results   # runs -> compact records
+  python -m dmf_jax.report                                            # results/ -> the report
+  python -m dmf_jax.report --collect --runs=runs --records=results   # sweep folders -> records
 
-Each experiment is read from `<runs>/<experiment>_<dataset>/` (the sweep folders the commands in
-the report write, or their compact records: `--collect` copies every finished run's config,
+Each experiment is read from `<records>/<experiment>_<dataset>/`: the compact records of the sweep
+folders the commands in the report write (`--collect` copies every finished run's config,
 results, per-epoch metrics and compressed per-user ranks, and each sweep's record and summary,
-without checkpoints or splits). Nothing is typed by hand: a missing folder is listed with the
-command that makes it. The text depends on the records alone (its date is the latest run's
+without checkpoints or splits; `--records=runs` reads the sweep folders themselves). Nothing is
+typed by hand: a missing folder is listed with the command that makes it. The text depends on the records alone (its date is the latest run's
 finish), so the same records give the same report byte for byte. Differences between two models
 on one split come with a paired bootstrap interval over users, from the per-user ranks every run
 saves.
@@ -338,9 +338,6 @@ def _comparisons(folder, rows, pairs, label_of) -> list[str]:
   return ["Paired differences (seed-averaged per-user NDCG@10):", "", *lines, ""] if lines else []
 
 
-BASELINES = ("ItemPop", "ItemKNN", "EASE^R", "iALS", "eALS", "NeuMF-p", "DMF-2-nce")
-
-
 def _beyond_comparisons(folder: pathlib.Path, rows: list[dict], table2: pathlib.Path) -> list[str]:
   """The DMF recipe best on validation against LFM with the same recipe, and on test against every
   model of Table 2 on the same split and candidates (when Table 2's sweep is there)."""
@@ -351,7 +348,8 @@ def _beyond_comparisons(folder: pathlib.Path, rows: list[dict], table2: pathlib.
   split = _split_of(folder / best)
   if table2_rows is not None and split == _split_of(table2 / table2_rows[0]["member"]):
     members = {ROWS.get(r["member"], r["member"]): r["member"] for r in table2_rows}
-    pairs += [(folder, best, table2, members[b]) for b in BASELINES if b in members]
+    against = [*BASELINES, "DMF-2-nce"]
+    pairs += [(folder, best, table2, members[b]) for b in against if b in members]
   lines = [f"The recipe best on validation NDCG@10: `{best}`.", ""]
   for better_folder, better, worse_folder, worse in pairs:
     a = _per_user_ndcg(better_folder, better)
@@ -509,12 +507,14 @@ def write_glance(readme: pathlib.Path, lines: list[str]) -> bool:
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--runs", default="runs", type=pathlib.Path)
+  parser.add_argument(
+    "--records", default="results", type=pathlib.Path, help="the sweeps' records the report reads"
+  )
   parser.add_argument("--out", default="docs/REPRODUCTION.md", type=pathlib.Path)
   parser.add_argument(
     "--collect", action="store_true", help="copy the records of --runs to --records, then stop"
   )
-  parser.add_argument("--records", default="results", type=pathlib.Path)
+  parser.add_argument("--runs", default="runs", type=pathlib.Path, help="sweep folders to collect")
   parser.add_argument(
     "--readme", default="README.md", type=pathlib.Path, help="its results-at-a-glance block"
   )
@@ -525,9 +525,9 @@ def main(argv=None) -> None:
     print(f"{len(folders)} sweep folders' records in {args.records}/ ({size / 2**20:.1f} MiB)")
     return
   args.out.parent.mkdir(parents=True, exist_ok=True)
-  args.out.write_text(build(args.runs, args.out))
+  args.out.write_text(build(args.records, args.out))
   print(args.out)
-  lines = glance(args.runs)
+  lines = glance(args.records)
   if lines is not None and args.readme.is_file() and write_glance(args.readme, lines):
     print(args.readme)
 

@@ -3,6 +3,7 @@
 import numpy as np
 
 from dmf_jax import report, sweep
+from tests.conftest import REPO
 from tests.test_training import data_root, tiny_config  # noqa: F401 (fixture)
 
 
@@ -76,7 +77,9 @@ def test_the_readme_glance_is_generated_between_its_markers(tmp_path, data_root)
   rows = sweep.run(base, table2, tmp_path / "runs" / "table2_ml100k", overwrite=False)
   readme = tmp_path / "README.md"
   readme.write_text(f"# x\n\n{report.GLANCE_START}\nold\n{report.GLANCE_END}\n\nrest\n")
-  report.main([f"--runs={tmp_path / 'runs'}", f"--out={tmp_path / 'r.md'}", f"--readme={readme}"])
+  report.main(
+    [f"--records={tmp_path / 'runs'}", f"--out={tmp_path / 'r.md'}", f"--readme={readme}"]
+  )
   text = readme.read_text()
   assert text.startswith(f"# x\n\n{report.GLANCE_START}\n| data set |") and text.endswith(
     "\n\nrest\n"
@@ -88,3 +91,10 @@ def test_the_readme_glance_is_generated_between_its_markers(tmp_path, data_root)
   assert row.startswith(f"| ML-100k | 0.687 / 0.409 | 0.593 / 0.341 | {ours} | ")
   assert "ItemKNN" in row and "ItemPop" in row
   assert "In short: on ML-100k ours is" in text
+
+
+def test_the_committed_report_is_regenerated_from_the_committed_records(tmp_path):
+  """What a fresh clone's `python -m dmf_jax.report --out=/tmp/r.md` compares with
+  docs/REPRODUCTION.md (figures are written beside --out, and not compared)."""
+  out = tmp_path / "elsewhere" / "r.md"
+  assert report.build(REPO / "results", out) == (REPO / "docs" / "REPRODUCTION.md").read_text()
