@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import threading
 
 
 @contextlib.contextmanager
@@ -17,7 +18,8 @@ def atomic_write(path: str | pathlib.Path, mode: str = "w"):
   `path`, not the temporary file or nothing, which is what `write()` reports.
   """
   path = pathlib.Path(path)
-  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+  # Its own per process and thread: a sweep's vmapped seeds write the same split cache at once.
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
   try:
     with open(tmp, mode, **({} if "b" in mode else {"newline": ""})) as f:
       yield f

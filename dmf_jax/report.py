@@ -342,6 +342,8 @@ def _beyond_comparisons(folder: pathlib.Path, rows: list[dict], table2: pathlib.
   """The DMF recipe best on validation against LFM with the same recipe, and on test against every
   model of Table 2 on the same split and candidates (when Table 2's sweep is there)."""
   dmf = [r for r in rows if not r["member"].startswith("name=lfm")]
+  if not dmf:
+    return []
   best = max(dmf, key=lambda r: r["valid_ndcg@10"])["member"]
   pairs = [(folder, best, folder, f"name=lfm,{best}")]
   table2_rows, _ = load_sweep(table2)

@@ -7,13 +7,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 
 import dmf_jax
-from dmf_jax import checkpoints, experiment, protocol, sweep
+from dmf_jax import checkpoints, experiment, files, protocol, sweep
 from dmf_jax.errors import UserError
 from dmf_jax.workdir import Workdir, WorkdirBusy
 from tests.conftest import REPO, assert_one_line_error, launch
@@ -316,3 +317,27 @@ def test_a_repeated_tuple_override_is_refused(tmp_path, data_root):  # noqa: F81
     data_root=data_root,
   )
   assert_one_line_error(proc, "--config.model.user_layers is given more than once")
+
+
+def test_threads_writing_one_file_at_once_leave_one_whole_version(tmp_path):
+  # A sweep's vmapped seeds, each in its own thread, save the same split cache at once.
+  path = tmp_path / "split.npz"
+  versions = [bytes([i]) * 2_000_000 for i in range(8)]
+  failures = []
+
+  def write(content):
+    try:
+      for _ in range(5):
+        with files.atomic_write(path, "wb") as f:
+          f.write(content)
+    except Exception as e:
+      failures.append(e)
+
+  threads = [threading.Thread(target=write, args=(v,)) for v in versions]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join()
+  assert not failures
+  assert path.read_bytes() in versions
+  assert not list(tmp_path.glob(".*.tmp"))
