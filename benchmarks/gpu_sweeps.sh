@@ -1,24 +1,37 @@
 #!/usr/bin/env bash
-# Trains one sweep on one GPU with several processes at once, then writes its summary. A small
-# model's steps leave the GPU mostly idle between kernel launches, so N processes train about N
-# runs in the time of one; the sweep's workdir locks hand each process runs no other holds (a
-# process skips a run another is training). Each process allocates GPU memory as it needs it, so
-# several of these scripts can share one GPU (a fixed share each ran out on 2 x 4 processes).
+# Trains sweeps on one GPU with several processes at once, until a deadline. A small model's steps
+# leave the GPU mostly idle between kernel launches, so N processes train about N runs in the time
+# of one. Every process works down the same list of sweep commands (one per line on stdin); the
+# runs' workdir locks hand each process runs no other holds (a process skips a run another is
+# training). Processes allocate GPU memory as they need it.
 #
-#   bash benchmarks/gpu_sweeps.sh PROCESSES WORKDIR CONFIG [launch.py flags...]
-#   bash benchmarks/gpu_sweeps.sh 4 runs/beyond_ml100k configs/beyond.py --config.sweep.num_seeds=1
+#   python3 -m dmf_jax.report --commands | bash benchmarks/gpu_sweeps.sh 8 540   # the report's sweeps
+#   echo "python launch.py --config=configs/beyond.py --workdir=runs/beyond_ml100k --config.sweep.num_seeds=1" |
+#     bash benchmarks/gpu_sweeps.sh 4 300
 #
-# The last pass runs alone: it trains whatever a process left (one killed meanwhile, say) and
-# writes summary.{csv,md,json}, the plots and sweep.json.
-set -euo pipefail
+# At the deadline every run still training is stopped with SIGTERM (it resumes from its last
+# checkpoint). Once the processes end, one pass alone writes each sweep's summary, plots and
+# sweep.json, in the time left. Logs: runs/gpu_sweeps.process<i>.log.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-processes=$1 workdir=$2 config=$3
-shift 3
-mkdir -p "$workdir"
+processes=$1 seconds=$2
+deadline=$((SECONDS + seconds))
+mapfile -t commands
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
+mkdir -p runs
+
+run_all() { # runs each command in turn while time is left
+  local command left
+  for command in "${commands[@]}"; do
+    left=$((deadline - SECONDS))
+    ((left > 10)) || return 0
+    timeout -s TERM "$left" ${command/#python /python3 }
+  done
+}
+
 for ((i = 1; i <= processes; i++)); do
-  python3 launch.py --config="$config" --workdir="$workdir" "$@" >"$workdir.process$i.log" 2>&1 &
+  run_all >"runs/gpu_sweeps.process$i.log" 2>&1 &
   sleep 3 # each takes the next free run
 done
 wait
-python3 launch.py --config="$config" --workdir="$workdir" "$@" >>"$workdir.log" 2>&1
+run_all >>runs/gpu_sweeps.log 2>&1

@@ -141,6 +141,21 @@ COMPARISONS = {  # experiment: [(better?, baseline[, "valid"])]: paired bootstra
 RUNS = pathlib.Path("runs")
 
 
+TOIS2021_COMMAND = f"python launch.py --config=configs/tois2021.py --workdir={RUNS}/tois2021_ml100k"
+
+
+def commands() -> list[str]:
+  """The command of every sweep behind the report, in the report's order."""
+  return [
+    *(
+      sweep_command(e.config, RUNS / f"{e.name}_{dataset}", dataset, e.flags)
+      for e in EXPERIMENTS
+      for dataset in e.datasets
+    ),
+    TOIS2021_COMMAND,
+  ]
+
+
 def sweep_command(config: str, folder: pathlib.Path, dataset: str, flags: str = "") -> str:
   """The command that writes the sweep folder `folder`."""
   command = f"python launch.py --config={config} --workdir={folder} --config.data.name={dataset}"
@@ -263,12 +278,7 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
       lines += _figures(folder, figures, f"{name}_{dataset}", out)
   rows, meta = load_sweep(runs / "tois2021_ml100k")
   if rows is None:
-    missing.append(
-      (
-        "TOIS 2021 protocol, ML-100k",
-        f"python launch.py --config=configs/tois2021.py --workdir={RUNS}/tois2021_ml100k",
-      )
-    )
+    missing.append(("TOIS 2021 protocol, ML-100k", TOIS2021_COMMAND))
   else:
     lines += [
       "## Beside the independent rerun (TOIS 2021 protocol, ML-100k)",
@@ -520,7 +530,13 @@ def main(argv=None) -> None:
   parser.add_argument(
     "--readme", default="README.md", type=pathlib.Path, help="its results-at-a-glance block"
   )
+  parser.add_argument(
+    "--commands", action="store_true", help="print every sweep command behind the report, then stop"
+  )
   args = parser.parse_args(argv)
+  if args.commands:
+    print("\n".join(commands()))
+    return
   if args.collect:
     folders = collect(args.runs, args.records)
     size = sum(p.stat().st_size for folder in folders for p in folder.rglob("*") if p.is_file())

@@ -170,8 +170,9 @@ def run(
     for i in batch:
       log.info("sweep %s (%s%s)%s", labels[i], states[i], beside, eta)
     began = time.perf_counter()
-    busy += _train([runs[i] for i in batch], [labels[i] for i in batch], overwrite=overwrite)
-    to_train = sum(states[i] != "finished" for i in batch)
+    held = _train([runs[i] for i in batch], [labels[i] for i in batch], overwrite=overwrite)
+    busy += held
+    to_train = sum(states[i] != "finished" for i in batch) - len(held)
     if to_train:
       trained_seconds, trained = trained_seconds + time.perf_counter() - began, trained + to_train
   if busy:

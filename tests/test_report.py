@@ -98,3 +98,16 @@ def test_the_committed_report_is_regenerated_from_the_committed_records(tmp_path
   docs/REPRODUCTION.md (figures are written beside --out, and not compared)."""
   out = tmp_path / "elsewhere" / "r.md"
   assert report.build(REPO / "results", out) == (REPO / "docs" / "REPRODUCTION.md").read_text()
+
+
+def test_commands_name_every_sweep_behind_the_report(capsys):
+  report.main(["--commands"])
+  lines = capsys.readouterr().out.splitlines()
+  assert len(lines) == sum(len(e.datasets) for e in report.EXPERIMENTS) + 1  # + TOIS 2021
+  for line in lines:
+    program, script, config, workdir, *flags = line.split()
+    assert (program, script) == ("python", "launch.py") and workdir.startswith("--workdir=runs/")
+    assert (REPO / config.removeprefix("--config=")).is_file(), line
+  assert (
+    "--workdir=runs/beyond_amusic --config.data.name=amusic --config.sweep.num_seeds=1" in lines[-4]
+  )
