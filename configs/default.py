@@ -109,6 +109,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.sweep = config_dict.ConfigDict()
   config.sweep.num_seeds = 3  # Model seeds per sweep member (seed, seed + 1, ...), one split.
   # A member's seeds trained as one vmapped program (DMF, LFM, NCF) on one device; None: on a GPU
-  # or TPU, where it pays (benchmarks/vmap_seeds.py), not on CPU cores, where it does not.
+  # or TPU with train.optimizer=adam, where it pays (benchmarks/vmap_seeds.py), not on CPU cores,
+  # where it does not, nor with lazy_adam (its per-batch buffer size becomes every size, vmapped).
   config.sweep.vmap_seeds = config_dict.placeholder(bool)
   return config

@@ -214,11 +214,13 @@ def run(
 
 
 def _vmap_seeds(base: config_dict.ConfigDict) -> bool:
-  """Whether a member's seeds train as one vmapped program (`sweep.vmap_seeds`; None: off CPUs)."""
+  """Whether a member's seeds train as one vmapped program (`sweep.vmap_seeds`; None: on one GPU or
+  TPU with exact Adam, where it pays. Not on CPUs, where it does not, nor with lazy_adam, whose
+  choice of buffer size per batch becomes, vmapped over seeds, every size at every step)."""
   choice = base.sweep.get("vmap_seeds")
   devices = jax.device_count()
   if choice is None:
-    return jax.default_backend() != "cpu" and devices == 1
+    return jax.default_backend() != "cpu" and devices == 1 and base.train.optimizer == "adam"
   if choice and devices > 1:
     raise ConfigError(
       f"sweep.vmap_seeds=True: vmapped seeds train on one device, and this process sees {devices}; "

@@ -4,8 +4,10 @@ import importlib
 import itertools
 import json
 
+import jax
 import pytest
 
+from configs import default
 from dmf_jax import experiment, sweep
 from dmf_jax.errors import ConfigError
 from dmf_jax.workdir import Workdir
@@ -194,3 +196,33 @@ def test_a_vmapped_seed_held_elsewhere_is_skipped_and_the_rest_train(tmp_path, d
     Workdir(tmp_path / "neg_ratio=3" / f"seed{s}").results() is not None for s in range(3)
   ]
   assert finished == [True, False, True]
+
+
+@pytest.mark.parametrize(
+  "backend, devices, optimizer, choice, vmapped",
+  [
+    ("gpu", 1, "adam", None, True),
+    ("gpu", 1, "lazy_adam", None, False),
+    ("cpu", 1, "adam", None, False),
+    ("gpu", 2, "adam", None, False),
+    ("cpu", 1, "lazy_adam", True, True),
+    ("gpu", 1, "adam", False, False),
+  ],
+)
+def test_seeds_are_vmapped_by_default_where_it_pays(
+  monkeypatch, backend, devices, optimizer, choice, vmapped
+):
+  monkeypatch.setattr(jax, "default_backend", lambda: backend)
+  monkeypatch.setattr(jax, "device_count", lambda: devices)
+  config = default.get_config()
+  config.train.optimizer = optimizer
+  config.sweep.vmap_seeds = choice
+  assert sweep._vmap_seeds(config) is vmapped
+
+
+def test_vmapped_seeds_on_several_devices_is_a_config_error(monkeypatch):
+  monkeypatch.setattr(jax, "device_count", lambda: 8)
+  config = default.get_config()
+  config.sweep.vmap_seeds = True
+  with pytest.raises(ConfigError, match="sweep.vmap_seeds=True: vmapped seeds train on one device"):
+    sweep._vmap_seeds(config)
