@@ -6,7 +6,7 @@
 Each experiment is read from `<records>/<experiment>_<dataset>/`: the compact records of the sweep
 folders the commands in the report write (`--collect` copies every finished run's config,
 results, per-epoch metrics and compressed per-user ranks, and each sweep's record and summary,
-without checkpoints or splits; `--records=runs` reads the sweep folders themselves). Nothing is
+without checkpoints, splits or plots, which the report draws again; `--records=runs` reads the sweep folders themselves). Nothing is
 typed by hand: a missing folder is listed with the command that makes it. The text depends on the records alone (its date is the latest run's
 finish), so the same records give the same report byte for byte. Differences between two models
 on one split come with a paired bootstrap interval over users, from the per-user ranks every run
@@ -24,8 +24,12 @@ import tempfile
 from typing import NamedTuple
 
 import numpy as np
+from ml_collections import config_dict
 
-from dmf_jax import paper
+from dmf_jax import paper, plots, sweep
+from dmf_jax.workdir import Workdir
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 DATASETS = {"ml100k": "ML-100k", "amusic": "Amazon Music"}
 
@@ -275,7 +279,7 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
       lines += _comparisons(folder, rows, COMPARISONS.get(name, []), label_of)
       if name == "beyond_top5":
         lines += _beyond_comparisons(folder, rows, runs / f"table2_{dataset}")
-      lines += _figures(folder, figures, f"{name}_{dataset}", out)
+      lines += _figures(folder, figures, f"{name}_{dataset}", out, config)
   rows, meta = load_sweep(runs / "tois2021_ml100k")
   if rows is None:
     missing.append(("TOIS 2021 protocol, ML-100k", TOIS2021_COMMAND))
@@ -386,27 +390,56 @@ def _split_of(member: pathlib.Path) -> str | None:
   return None
 
 
-def _figures(folder, figures, stem, out) -> list[str]:
+def draw_figures(folder: pathlib.Path, config: str, directory: pathlib.Path) -> list[pathlib.Path]:
+  """Draws a recorded sweep's `metrics.png` and `curves.png` into `directory` as its sweep drew
+  them, from its summary, its runs' per-epoch metrics and its config file's title and the paper's
+  values (`config`, relative to the repository); returns the files drawn (none without a
+  `sweep.json`)."""
+  rows, meta = load_sweep(folder)
+  base = (meta or {}).get("config")
+  if rows is None or not base:
+    return []
+  curves = {
+    row["member"]: [
+      Workdir(results.parent).metrics()
+      for results in sorted((folder / row["member"]).glob("seed*/results.json"))
+    ]
+    for row in rows
+  }
+  sweep_fn = sweep.sweep_function(str(REPO / config))
+  # The members' overrides in the order the config gives them (summary.json sorts their keys),
+  # for the sweep's own labels.
+  given = {}
+  if sweep_fn is not None:
+    members = sweep.collect(sweep_fn, config_dict.ConfigDict(base))
+    given = {sweep.member_name(overrides): overrides for overrides in members}
+  rows = [{**row, "overrides": given.get(row["member"], row["overrides"])} for row in rows]
+  title, reference = sweep.figure_labels(sweep_fn, folder)
+  return plots.sweep_figures(
+    directory,
+    rows,
+    curves,
+    title=title,
+    dataset=base["data"]["name"],
+    epochs=base["train"]["epochs"],
+    reference=reference,
+  )
+
+
+def _figures(folder, figures, stem, out, config) -> list[str]:
   lines = []
-  for name in ("metrics.png", "curves.png"):
-    source = folder / name
-    if source.is_file():
+  with tempfile.TemporaryDirectory() as scratch:
+    for source in draw_figures(folder, config, pathlib.Path(scratch)):
       figures.mkdir(parents=True, exist_ok=True)
-      target = figures / f"{stem}_{name}"
+      target = figures / f"{stem}_{source.name}"
       shutil.copyfile(source, target)
-      lines.append(f"![{stem} {name}]({target.relative_to(out.parent)})")
+      lines.append(f"![{stem} {source.name}]({target.relative_to(out.parent)})")
   return [*lines, ""] if lines else []
 
 
 # What `collect` keeps of a sweep folder, and of each finished run in it.
-SWEEP_RECORDS = (
-  "sweep.json",
-  "summary.json",
-  "summary.md",
-  "summary.csv",
-  "metrics.png",
-  "curves.png",
-)
+# (The figures are not kept: `draw_figures` draws them again from the records.)
+SWEEP_RECORDS = ("sweep.json", "summary.json", "summary.md", "summary.csv")
 RUN_RECORDS = ("config.json", "results.json", "metrics.jsonl", "ranks.npz")
 
 

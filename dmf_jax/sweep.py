@@ -184,19 +184,8 @@ def run(
     )
   rows = summarize(runs)
   if rows and jax.process_index() == 0:  # a multi-host sweep's summary is written once
-    # A config file's sweep: its docstring's first line titles the figures, its REFERENCE marks
-    # the paper's values. A sweep function from elsewhere gets the folder's name.
-    config_module = sweep.__globals__ if sweep.__module__.startswith(_CONFIG_MODULE) else {}
-    # The docstring's first paragraph, without an aside in parentheses: one line of a title.
-    paragraph = " ".join((config_module.get("__doc__") or "").strip().split("\n\n")[0].split())
-    title = paragraph.split(" (")[0].rstrip(".")
-    figures = write_summary(
-      directory,
-      rows,
-      runs,
-      title=title or directory.name,
-      reference=config_module.get("REFERENCE"),
-    )
+    title, reference = figure_labels(sweep, directory)
+    figures = write_summary(directory, rows, runs, title=title, reference=reference)
     record = {
       "command": shlex.join(["python", *sys.argv]),
       "machine": machine(),
@@ -211,6 +200,18 @@ def run(
       f"; plots {', '.join(map(str, figures))}" if figures else "",
     )
   return rows
+
+
+def figure_labels(sweep: Callable | None, directory: pathlib.Path) -> tuple[str, dict | None]:
+  """The title and the paper's reference values of a sweep's figures: a config file's sweep takes
+  its docstring's first paragraph (less an aside in parentheses: one line) and its REFERENCE; a
+  sweep function from elsewhere gets the folder's name."""
+  config_module = {}
+  if sweep is not None and sweep.__module__.startswith(_CONFIG_MODULE):
+    config_module = sweep.__globals__
+  paragraph = " ".join((config_module.get("__doc__") or "").strip().split("\n\n")[0].split())
+  title = paragraph.split(" (")[0].rstrip(".")
+  return title or directory.name, config_module.get("REFERENCE")
 
 
 def _vmap_seeds(base: config_dict.ConfigDict) -> bool:

@@ -51,11 +51,15 @@ def test_collected_records_regenerate_the_same_report(tmp_path, data_root):  # n
   kept = {p.relative_to(records).as_posix() for p in records.rglob("*") if p.is_file()}
   member = "table3_ml100k/name=dmf,user_layers=8,item_layers=8/seed1"
   assert {f"{member}/{name}" for name in report.RUN_RECORDS} <= kept, sorted(kept)
-  assert not any("checkpoints" in p or p.endswith("split.npz") for p in kept)
+  assert not any("checkpoints" in p or p.endswith(("split.npz", ".png")) for p in kept)
   # The records give the report the run folders give, whatever --out names, byte for byte.
   from_runs = report.build(runs, tmp_path / "a" / "REPRODUCTION.md")
   from_records = report.build(records, tmp_path / "b" / "R.md")
   assert from_runs == from_records
+  # The plots are drawn again from the records, as the sweep drew them.
+  for name in ("metrics.png", "curves.png"):
+    drawn = tmp_path / "b" / "figures" / f"table3_ml100k_{name}"
+    assert drawn.read_bytes() == (tmp_path / "a" / "figures" / f"table3_ml100k_{name}").read_bytes()
   assert "## Table 3: the input matrix (LFM-nce vs DMF-1-nce) — ML-100k" in from_records
   assert str(tmp_path) not in from_records.split("Command:")[0]  # no argument echoed
   assert "the latest finished 20" in from_records  # the date comes from the records
