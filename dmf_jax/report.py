@@ -2,13 +2,15 @@
 
   python -m dmf_jax.report                                            # results/ -> the report
   python -m dmf_jax.report --collect --runs=runs --records=results   # sweep folders -> records
+  python -m dmf_jax.report --commands                                 # every sweep's command
 
 Each experiment is read from `<records>/<experiment>_<dataset>/`: the compact records of the sweep
 folders the commands in the report write (`--collect` copies every finished run's config,
 results, per-epoch metrics and compressed per-user ranks, and each sweep's record and summary,
-without checkpoints, splits or plots, which the report draws again; `--records=runs` reads the sweep folders themselves). Nothing is
-typed by hand: a missing folder is listed with the command that makes it. The text depends on the records alone (its date is the latest run's
-finish), so the same records give the same report byte for byte. Differences between two models
+without checkpoints, splits or plots, which the report draws again; `--records=runs` reads the
+sweep folders themselves). Nothing is typed by hand: a missing folder is listed with the command
+that makes it. The text depends on the records alone (its date is the latest run's finish), so
+the same records give the same report byte for byte. Differences between two models
 on one split come with a paired bootstrap interval over users, from the per-user ranks every run
 saves.
 """
