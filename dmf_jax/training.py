@@ -637,6 +637,15 @@ class SeedBatch:
     self._changed = threading.Condition()
     self._runs = runs
     self._waiting: list[_EpochRequest] = []
+    self._trainer: Trainer | None = None
+
+  def trainer(self, config, shape: tuple[int, int]) -> Trainer:
+    """The batch's one `Trainer` (its runs' configs differ only in their seed, which no trained
+    function reads), so that each of its functions compiles once for all the seeds."""
+    with self._changed:
+      if self._trainer is None:
+        self._trainer = Trainer(config, shape)
+      return self._trainer
 
   def leave(self) -> None:
     with self._changed:
@@ -691,7 +700,7 @@ def _train_together(requests: list[_EpochRequest]):
   shuffle_keys, negatives_keys = (
     stack(*keys) for keys in zip(*(r.keys for r in requests), strict=True)
   )
-  # Every request's trainer and data are of the same config but its seed: the first's serve all.
+  # The requests share one trainer, and their data differ only in where they live.
   trainer, data = requests[0].trainer, requests[0].data
   states, losses_KxS, collisions_K = trainer.train_seeds_epoch(
     states, data, shuffle_keys, negatives_keys, on_steps
@@ -782,11 +791,13 @@ def train(context: Context) -> Outcome:
   checkpoint when there is one."""
   config, run = context.config, context.workdir
   max_target = 1.0 if config.data.implicit else context.data.max_rating
-  trainer = Trainer(config, context.train.shape)
-  data = build_data(config, context.train, max_target, trainer.mesh)
-  run_epoch = trainer.train_epoch
-  if context.seed_batch is not None:  # beside the member's other seeds, as one program
+  if context.seed_batch is None:
+    trainer = Trainer(config, context.train.shape)
+    run_epoch = trainer.train_epoch
+  else:  # beside the member's other seeds, as one program
+    trainer = context.seed_batch.trainer(config, context.train.shape)
     run_epoch = functools.partial(context.seed_batch.train_epoch, trainer)
+  data = build_data(config, context.train, max_target, trainer.mesh)
   ckpt = checkpoints.Checkpoints(run.file(CHECKPOINT_DIR))
   select = config.eval.select
   progress = None
