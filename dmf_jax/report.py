@@ -344,13 +344,8 @@ def _comparisons(folder, rows, pairs, label_of) -> list[str]:
       continue
     a = _per_user_ndcg(folder, members[better], split)
     b = _per_user_ndcg(folder, members[worse], split)
-    if a is None or b is None:
-      continue
-    mean, low, high, p = paired_bootstrap(a, b)
-    lines.append(
-      f"- {better} − {worse}, {SPLIT_NAMES[split]} NDCG@10 per user: {mean:+.4f} (95% bootstrap interval "
-      f"[{low:+.4f}, {high:+.4f}] over {len(a)} users; share of resamples <= 0: {p:.3f})"
-    )
+    if a is not None and b is not None:
+      lines.append(_difference(f"{better} − {worse}", split, a, b))
   return ["Paired differences (seed-averaged per-user NDCG@10):", "", *lines, ""] if lines else []
 
 
@@ -372,17 +367,21 @@ def _beyond_comparisons(folder: pathlib.Path, rows: list[dict], table2: pathlib.
   for better_folder, better, worse_folder, worse in pairs:
     a = _per_user_ndcg(better_folder, better)
     b = _per_user_ndcg(worse_folder, worse)
-    if a is None or b is None:
-      continue
-    mean, low, high, p = paired_bootstrap(a, b)
-    against = ROWS.get(worse, worse) if worse_folder != folder else worse
-    lines.append(
-      f"- best − {against}, test NDCG@10 per user: {mean:+.4f} (95% bootstrap interval "
-      f"[{low:+.4f}, {high:+.4f}] over {len(a)} users; share of resamples <= 0: {p:.3f})"
-    )
+    if a is not None and b is not None:
+      against = ROWS.get(worse, worse) if worse_folder != folder else worse
+      lines.append(_difference(f"best − {against}", "test", a, b))
   if table2_rows is None:
     lines.append(f"- Table 2's models are not measured yet on this data set (`{table2.name}`).")
   return [*lines, ""]
+
+
+def _difference(what: str, split: str, a: np.ndarray, b: np.ndarray) -> str:
+  """A bullet: the mean per-user difference a - b with its paired bootstrap interval."""
+  mean, low, high, p = paired_bootstrap(a, b)
+  return (
+    f"- {what}, {SPLIT_NAMES[split]} NDCG@10 per user: {mean:+.4f} (95% bootstrap interval "
+    f"[{low:+.4f}, {high:+.4f}] over {len(a)} users; share of resamples <= 0: {p:.3f})"
+  )
 
 
 def _split_of(member: pathlib.Path) -> str | None:

@@ -615,9 +615,7 @@ def _finished(chunk_losses, on_steps) -> np.ndarray:
 
 @dataclasses.dataclass
 class _EpochRequest:
-  trainer: Trainer
   state: TrainState
-  data: TrainData
   keys: tuple
   on_steps: Any
   result: tuple | None = None
@@ -638,24 +636,27 @@ class SeedBatch:
     self._runs = runs
     self._waiting: list[_EpochRequest] = []
     self._trainer: Trainer | None = None
+    self._data: TrainData | None = None
 
-  def trainer(self, config, shape: tuple[int, int]) -> Trainer:
-    """The batch's one `Trainer` (its runs' configs differ only in their seed, which no trained
-    function reads), so that each of its functions compiles once for all the seeds."""
+  def prepare(self, config, train: sparse.CSR, max_target: float) -> tuple[Trainer, TrainData]:
+    """The batch's one `Trainer` and training data, made by its first run: the runs' configs
+    differ only in their seed, which neither reads, so each function compiles once and the data
+    lives on the device once for all the seeds."""
     with self._changed:
       if self._trainer is None:
-        self._trainer = Trainer(config, shape)
-      return self._trainer
+        self._trainer = Trainer(config, train.shape)
+        self._data = build_data(config, train, max_target, self._trainer.mesh)
+      return self._trainer, self._data
 
   def leave(self) -> None:
     with self._changed:
       self._runs -= 1
       self._run_if_all_wait()
 
-  def train_epoch(self, trainer: Trainer, state: TrainState, data: TrainData, *keys, on_steps=None):
-    """`trainer.train_epoch(state, data, *keys, on_steps=on_steps)`, run beside the batch's
-    other runs' epochs."""
-    request = _EpochRequest(trainer, state, data, keys, on_steps)
+  def train_epoch(self, state: TrainState, data: TrainData, *keys, on_steps=None):
+    """`Trainer.train_epoch` of the batch's trainer, run beside the batch's other runs' epochs
+    (`data` is the batch's, from `prepare`)."""
+    request = _EpochRequest(state, keys, on_steps)
     with self._changed:
       self._waiting.append(request)
       self._run_if_all_wait()
@@ -673,11 +674,11 @@ class SeedBatch:
     try:
       if len(requests) == 1:
         (only,) = requests
-        only.result = only.trainer.train_epoch(
-          only.state, only.data, *only.keys, on_steps=only.on_steps
+        only.result = self._trainer.train_epoch(
+          only.state, self._data, *only.keys, on_steps=only.on_steps
         )
       else:
-        for index, result in enumerate(_train_together(requests)):
+        for index, result in enumerate(_train_together(self._trainer, self._data, requests)):
           requests[index].result = result
     except BaseException as e:  # every run of this epoch learns why it failed
       for request in requests:
@@ -685,7 +686,7 @@ class SeedBatch:
     self._changed.notify_all()
 
 
-def _train_together(requests: list[_EpochRequest]):
+def _train_together(trainer: Trainer, data: TrainData, requests: list[_EpochRequest]):
   """The requests' epochs as one vmapped program; each request's (state, losses, collisions)."""
 
   def stack(*leaves):
@@ -700,8 +701,6 @@ def _train_together(requests: list[_EpochRequest]):
   shuffle_keys, negatives_keys = (
     stack(*keys) for keys in zip(*(r.keys for r in requests), strict=True)
   )
-  # The requests share one trainer, and their data differ only in where they live.
-  trainer, data = requests[0].trainer, requests[0].data
   states, losses_KxS, collisions_K = trainer.train_seeds_epoch(
     states, data, shuffle_keys, negatives_keys, on_steps
   )
@@ -793,11 +792,11 @@ def train(context: Context) -> Outcome:
   max_target = 1.0 if config.data.implicit else context.data.max_rating
   if context.seed_batch is None:
     trainer = Trainer(config, context.train.shape)
+    data = build_data(config, context.train, max_target, trainer.mesh)
     run_epoch = trainer.train_epoch
   else:  # beside the member's other seeds, as one program
-    trainer = context.seed_batch.trainer(config, context.train.shape)
-    run_epoch = functools.partial(context.seed_batch.train_epoch, trainer)
-  data = build_data(config, context.train, max_target, trainer.mesh)
+    trainer, data = context.seed_batch.prepare(config, context.train, max_target)
+    run_epoch = context.seed_batch.train_epoch
   ckpt = checkpoints.Checkpoints(run.file(CHECKPOINT_DIR))
   select = config.eval.select
   progress = None
