@@ -11,7 +11,8 @@
 #
 # At the deadline every run still training is stopped with SIGTERM (it resumes from its last
 # checkpoint). Once the processes end, one pass alone writes each sweep's summary, plots and
-# sweep.json, in the time left. Logs: runs/gpu_sweeps.process<i>.log.
+# sweep.json, in the time left. Logs: runs/gpu_sweeps.<pid>.process<i>.log (one set per call, so
+# calls side by side keep their own).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 processes=$1 seconds=$2
@@ -30,8 +31,8 @@ run_all() { # runs each command in turn while time is left
 }
 
 for ((i = 1; i <= processes; i++)); do
-  run_all >"runs/gpu_sweeps.process$i.log" 2>&1 &
+  run_all >"runs/gpu_sweeps.$$.process$i.log" 2>&1 &
   sleep 3 # each takes the next free run
 done
 wait
-run_all >>runs/gpu_sweeps.log 2>&1
+run_all >>"runs/gpu_sweeps.$$.log" 2>&1

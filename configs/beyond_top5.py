@@ -6,50 +6,43 @@ loss carry the gain.
   python launch.py --config=configs/beyond_top5.py --workdir=runs/beyond_top5_ml100k
   python launch.py --config=configs/beyond_top5.py --workdir=runs/beyond_top5_amusic --config.data.name=amusic
 
-The lists below are the searches' five best on validation (`runs/beyond_<data set>/summary.md`,
-column 'val NDCG@10'), in the search's order; test was not read to choose them.
+The five are read from the search's committed records, `results/beyond_<data set>/summary.json`
+(`python -m dmf_jax.report --collect` writes them), ranked by validation NDCG@10 alone: test is
+not read to choose them. The search must be complete there.
 """
 
+import json
+import pathlib
+
 from configs import beyond
+from dmf_jax import sweep as sweeps
+from dmf_jax.errors import ConfigError
 
 get_config = beyond.get_config
+RECORDS = pathlib.Path(__file__).resolve().parents[1] / "results"
 
-TOP5 = {
-  "ml100k": [  # validation NDCG@10 0.5798, 0.5760, 0.5726, 0.5725, 0.5714
-    {"model.loss": "softmax", "model.temperature": 0.2, "model.in_batch_negatives": True},
-    {
-      "model.loss": "softmax",
-      "model.temperature": 0.2,
-      "data.implicit": True,
-      "train.neg_ratio": 15,
-      "train.batch_size": 512,
-    },
-    {
-      "model.loss": "softmax",
-      "model.temperature": 0.2,
-      "train.neg_ratio": 31,
-      "train.batch_size": 1024,
-    },
-    {
-      "model.loss": "softmax",
-      "model.temperature": 0.2,
-      "train.neg_ratio": 15,
-      "train.batch_size": 512,
-    },
-    {"model.loss": "softmax", "data.implicit": True},
-  ],
-  "amusic": [  # validation NDCG@10 0.5583, 0.5560, 0.5545, 0.5520, 0.5505 (34 of 44 searched)
-    {"model.loss": "ccl", "model.ccl_margin": 0.8, "model.ccl_weight": 8.0},
-    {"model.loss": "ccl", "model.ccl_margin": 0.6, "model.ccl_weight": 8.0},
-    {"model.loss": "ccl", "train.neg_ratio": 15, "train.batch_size": 512},
-    {"model.loss": "ccl", "train.neg_ratio": 31, "train.batch_size": 1024},
-    {"model.loss": "ccl", "data.implicit": True},
-  ],
-}
+
+def top5(dataset: str) -> list[dict]:
+  """The search's five members best on validation NDCG@10 (ties in the search's order), with
+  their overrides as `configs/beyond.py` gives them."""
+  summary = RECORDS / f"beyond_{dataset}" / "summary.json"
+  if not summary.is_file():
+    raise ConfigError(f"{summary}: no search records; run configs/beyond.py on {dataset} first")
+  scores = {row["member"]: row["valid_ndcg@10"] for row in json.loads(summary.read_text())}
+  searched = sweeps.collect(beyond.sweep)
+  missing = [m for m in map(sweeps.member_name, searched) if m not in scores]
+  if missing:
+    raise ConfigError(
+      f"{summary}: the search is not complete ({len(missing)} of {len(searched)} members "
+      f"missing, e.g. {missing[0]}); finish configs/beyond.py and collect its records first"
+    )
+  ranked = sorted(range(len(searched)), key=lambda i: -scores[sweeps.member_name(searched[i])])
+  return [searched[i] for i in ranked[:5]]
 
 
 def sweep(add, config):
-  for recipe in TOP5[config.data.name]:
+  recipes = top5(config.data.name)
+  for recipe in recipes:
     add(**recipe)
-  for recipe in TOP5[config.data.name]:
+  for recipe in recipes:
     add(**{"model.name": "lfm", **recipe})

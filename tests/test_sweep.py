@@ -7,7 +7,7 @@ import json
 import jax
 import pytest
 
-from configs import default
+from configs import beyond, beyond_top5, default
 from dmf_jax import experiment, sweep
 from dmf_jax.errors import ConfigError
 from dmf_jax.workdir import Workdir
@@ -137,9 +137,34 @@ def test_every_config_file_plans(name, tmp_path):
   sweep_fn = sweep.sweep_function(str(REPO / "configs" / name)) or (lambda add: add())
   for dataset in ("ml100k", "amusic"):
     base.data.name = dataset
+    if name == "beyond_top5.py" and not (beyond_top5.RECORDS / f"beyond_{dataset}").is_dir():
+      with pytest.raises(ConfigError, match=f"beyond_{dataset}/summary.json: no search records"):
+        sweep.collect(sweep_fn, base)
+      continue
     members = sweep.collect(sweep_fn, base)
     runs = sweep.plan(base, members, tmp_path)
     assert len(runs) == len(members) * base.sweep.num_seeds
+
+
+def test_the_top_five_are_the_search_s_best_on_validation(tmp_path, monkeypatch):
+  """configs/beyond_top5.py ranks the recorded search by validation NDCG@10 alone (ties in the
+  search's order), keeps the search's overrides, and refuses an incomplete search."""
+  searched = sweep.collect(beyond.sweep)
+  names = [sweep.member_name(m) for m in searched]
+  valid = [0.5] * len(names)
+  valid[7], valid[3], valid[30], valid[12], valid[20] = 0.9, 0.8, 0.8, 0.7, 0.6
+  rows = [
+    {"member": n, "valid_ndcg@10": v, "test_ndcg@10": 1 - v}
+    for n, v in zip(names, valid, strict=True)
+  ]
+  records = tmp_path / "beyond_amusic"
+  records.mkdir()
+  (records / "summary.json").write_text(json.dumps(rows))
+  monkeypatch.setattr(beyond_top5, "RECORDS", tmp_path)
+  assert beyond_top5.top5("amusic") == [searched[i] for i in (7, 3, 30, 12, 20)]
+  (records / "summary.json").write_text(json.dumps(rows[:-2]))
+  with pytest.raises(ConfigError, match="not complete \\(2 of 44 members missing"):
+    beyond_top5.top5("amusic")
 
 
 def one_member(add):
