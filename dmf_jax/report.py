@@ -524,7 +524,7 @@ def glance(runs: pathlib.Path, report: str = "docs/REPRODUCTION.md") -> list[str
       best = by_label[strongest[0]]
       conclusions.append(
         f"on {dataset_title} ours is {ndcg - ours['test_ndcg@10']:.3f} NDCG@10 below the paper "
-        f"and {best['test_ndcg@10'] - ours['test_ndcg@10']:+.3f} behind {strongest[0]}"
+        f"and {best['test_ndcg@10'] - ours['test_ndcg@10']:.3f} behind {strongest[0]}"
         if best["test_ndcg@10"] > ours["test_ndcg@10"]
         else f"on {dataset_title} ours is {ndcg - ours['test_ndcg@10']:.3f} NDCG@10 below the "
         f"paper and ahead of every baseline"

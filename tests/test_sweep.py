@@ -7,7 +7,7 @@ import json
 import jax
 import pytest
 
-from configs import beyond, beyond_top5, default
+from configs import beyond, beyond_top5, default, dmf_best
 from dmf_jax import experiment, sweep
 from dmf_jax.errors import ConfigError
 from dmf_jax.workdir import Workdir
@@ -165,6 +165,23 @@ def test_the_top_five_are_the_search_s_best_on_validation(tmp_path, monkeypatch)
   (records / "summary.json").write_text(json.dumps(rows[:-2]))
   with pytest.raises(ConfigError, match="not complete \\(2 of 44 members missing"):
     beyond_top5.top5("amusic")
+
+
+@pytest.mark.parametrize("dataset", ["ml100k", "amusic"])
+def test_the_best_recipe_is_the_top_five_s_best_dmf_on_validation(dataset):
+  """configs/dmf_best.py holds, per data set, the DMF recipe of the recorded top five that is best
+  on validation NDCG@10 (LFM's rows are the control, not candidates)."""
+  summary = beyond_top5.RECORDS / f"beyond_top5_{dataset}" / "summary.json"
+  rows = [r for r in json.loads(summary.read_text()) if not r["member"].startswith("name=lfm")]
+  best = max(rows, key=lambda r: r["valid_ndcg@10"])["member"]
+  assert sweep.member_name(dmf_best.RECIPES[dataset]) == best
+
+
+def test_the_best_recipe_names_its_data_sets():
+  config = dmf_best.get_config()
+  config.data.name = "ml1m"
+  with pytest.raises(ConfigError, match="data.name=ml1m: .* recipes for ml100k, amusic only"):
+    sweep.collect(dmf_best.sweep, config)
 
 
 def one_member(add):
