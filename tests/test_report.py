@@ -1,5 +1,7 @@
 """The reproduction report: generated from sweep folders, paper numbers beside ours."""
 
+import json
+
 import numpy as np
 
 from dmf_jax import report, sweep
@@ -113,5 +115,44 @@ def test_commands_name_every_sweep_behind_the_report(capsys):
     assert (program, script) == ("python", "launch.py") and workdir.startswith("--workdir=runs/")
     assert (REPO / config.removeprefix("--config=")).is_file(), line
   assert (
-    "--workdir=runs/beyond_amusic --config.data.name=amusic --config.sweep.num_seeds=1" in lines[-4]
+    "--workdir=runs/beyond_amusic --config.data.name=amusic --config.sweep.num_seeds=1" in lines[-6]
   )
+
+
+def _record(folder, member, test_ranks, full_ranks, split="s0"):
+  """A finished run's records: its results (split key) and per-user ranks."""
+  run = folder / member / "seed0"
+  run.mkdir(parents=True)
+  (run / "results.json").write_text(json.dumps({"split": split}))
+  np.savez(run / "ranks.npz", test_sampled=test_ranks, test_full=full_ranks)
+  metrics = {"test_hr@10": 0.5, "test_ndcg@10": 0.3, "test_full_hr@10": 0.1}
+  metrics |= {"test_full_ndcg@10": 0.05, "valid_ndcg@10": 0.4}
+  return {"member": member, "seeds": 1, "best_epoch": 1.0, "train_seconds": 1.0, **metrics}
+
+
+def test_the_best_recipe_is_set_against_every_model_of_table2(tmp_path):
+  """Ahead of a model only where the paired interval is above 0, on each ranking apart."""
+  users = 300
+  best, table2 = tmp_path / "dmf_best_ml100k", tmp_path / "table2_ml100k"
+  top, bottom = np.zeros(users, np.int32), np.full(users, 50, np.int32)
+  rows = [_record(best, "loss=ccl", top, bottom)]
+  table2_rows = [
+    _record(table2, "name=itempop", bottom, bottom),  # behind on sampled, level on full
+    _record(table2, "name=ease", top, top),  # level on sampled, ahead on full
+  ]
+  (table2 / "summary.json").write_text(json.dumps(table2_rows))
+  lines = report._best_against_table2(best, rows, table2, {"ItemPop": (0.4, 0.2)})
+  text = "\n".join(lines)
+  assert "| DMF, best recipe (`loss=ccl`) | 1 |" in text and "| ItemPop | 1 |" in text
+  assert "| 0.400 | 0.200 |" in text  # the paper's numbers beside ItemPop
+  assert "- best − ItemPop, test NDCG@10 per user: +1.0000" in text
+  assert "- best − ItemPop, test full NDCG@10 per user: +0.0000" in text
+  assert "- best − EASE^R, test full NDCG@10 per user: -1.0000" in text
+  assert "on test NDCG@10 among the sampled candidates: ItemPop." in text
+  assert "on test NDCG@10 in the full catalogue: none." in text
+  # Another split: no comparison.
+  other = tmp_path / "other"
+  lines = report._best_against_table2(
+    other, [_record(other, "loss=ccl", top, top, "s1")], table2, {}
+  )
+  assert lines[-1] == "Table 2's models are not measured on this split yet (`table2_ml100k`)."
