@@ -9,6 +9,12 @@
 #   echo "python launch.py --config=configs/beyond.py --workdir=runs/beyond_ml100k --config.sweep.num_seeds=1" |
 #     bash benchmarks/gpu_sweeps.sh 4 300
 #
+# A lent machine's copy of the tree carries no git history of its own, so its runs would record a
+# wrong commit: bring HEAD along (`git bundle create .device/head.bundle HEAD`, .device ignored and
+# carried) and there run `git fetch -q .device/head.bundle HEAD && git reset -q FETCH_HEAD` first.
+# A fresh machine has no runs/: `cp -r results runs` there first, and the recorded runs (a run
+# with its results.json is finished) are not trained again.
+#
 # At the deadline every run still training is stopped with SIGTERM (it resumes from its last
 # checkpoint). Once the processes end, one pass alone writes each sweep's summary, plots and
 # sweep.json, in the time left. Logs: runs/gpu_sweeps.<pid>.process<i>.log (one set per call, so

@@ -392,7 +392,9 @@ def _best_against_table2(
       f"Table 2's models are not measured on this split yet (`{table2.name}`).",
     ]
   lines = _table(
-    [*rows, *table2_rows], paper, lambda member: label if member == recipe else ROWS[member]
+    [*rows, *table2_rows],
+    paper,
+    lambda member: label if member == recipe else ROWS.get(member, member),
   )
   lines += [
     "",
@@ -401,7 +403,7 @@ def _best_against_table2(
   ]
   wins = collections.defaultdict(list)
   for row in table2_rows:
-    other = ROWS[row["member"]]
+    other = ROWS.get(row["member"], row["member"])
     for ranking in ("sampled", "full"):
       a = _per_user_ndcg(folder, recipe, "test", ranking)
       b = _per_user_ndcg(table2, row["member"], "test", ranking)
