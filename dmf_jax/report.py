@@ -3,6 +3,7 @@
   python -m dmf_jax.report                                            # results/ -> the report
   python -m dmf_jax.report --collect --runs=runs --records=results   # sweep folders -> records
   python -m dmf_jax.report --commands                                 # every sweep's command
+  python -m dmf_jax.report --commands --pending=runs                  # those not finished there
 
 Each experiment is read from `<records>/<experiment>_<dataset>/`: the compact records of the sweep
 folders the commands in the report write (`--collect` copies every finished run's config,
@@ -18,7 +19,9 @@ saves.
 from __future__ import annotations
 
 import argparse
+import ast
 import collections
+import importlib
 import json
 import pathlib
 import shutil
@@ -153,24 +156,55 @@ COMPARISONS = {  # experiment: [(better?, baseline[, "valid"])]: paired bootstra
 RUNS = pathlib.Path("runs")
 
 
-TOIS2021_COMMAND = f"python launch.py --config=configs/tois2021.py --workdir={RUNS}/tois2021_ml100k"
+TOIS2021 = ("configs/tois2021.py", RUNS / "tois2021_ml100k", None, "")
 
 
-def commands() -> list[str]:
-  """The command of every sweep behind the report, in the report's order."""
+def _sweeps() -> list[tuple[str, pathlib.Path, str | None, str]]:
+  """(config, folder, data set, further flags) of every sweep behind the report, in its order."""
   return [
     *(
-      sweep_command(e.config, RUNS / f"{e.name}_{dataset}", dataset, e.flags)
+      (e.config, RUNS / f"{e.name}_{dataset}", dataset, e.flags)
       for e in EXPERIMENTS
       for dataset in e.datasets
     ),
-    TOIS2021_COMMAND,
+    TOIS2021,
   ]
 
 
-def sweep_command(config: str, folder: pathlib.Path, dataset: str, flags: str = "") -> str:
-  """The command that writes the sweep folder `folder`."""
-  command = f"python launch.py --config={config} --workdir={folder} --config.data.name={dataset}"
+def commands(pending_in: pathlib.Path | None = None) -> list[str]:
+  """The command of every sweep behind the report, in the report's order; with `pending_in`, of
+  those whose folder there lacks a finished run."""
+  return [
+    sweep_command(config, folder, dataset, flags)
+    for config, folder, dataset, flags in _sweeps()
+    if pending_in is None
+    or not all(
+      (run / "results.json").is_file()
+      for run in planned_runs(config, pending_in / folder.name, dataset, flags)
+    )
+  ]
+
+
+def planned_runs(
+  config: str, folder: pathlib.Path, dataset: str | None, flags: str = ""
+) -> list[pathlib.Path]:
+  """The run folders `sweep_command(config, folder, dataset, flags)` trains."""
+  base = importlib.import_module(f"configs.{pathlib.Path(config).stem}").get_config()
+  if dataset is not None:
+    base.data.name = dataset
+  for flag in flags.split():
+    field, value = flag.removeprefix("--config.").split("=", 1)
+    base.update_from_flattened_dict({field: ast.literal_eval(value)})
+  sweep_fn = sweep.sweep_function(str(REPO / config))
+  members = sweep.collect(sweep_fn, base) if sweep_fn is not None else [{}]
+  return [run.workdir for run in sweep.plan(base, members, folder)]
+
+
+def sweep_command(config: str, folder: pathlib.Path, dataset: str | None, flags: str = "") -> str:
+  """The command that writes the sweep folder `folder` (on `config`'s own data set for None)."""
+  command = f"python launch.py --config={config} --workdir={folder}"
+  if dataset is not None:
+    command += f" --config.data.name={dataset}"
   return f"{command} {flags}".rstrip()
 
 
@@ -294,7 +328,7 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
       lines += _figures(folder, figures, f"{name}_{dataset}", out, config)
   rows, meta = load_sweep(runs / "tois2021_ml100k")
   if rows is None:
-    missing.append(("TOIS 2021 protocol, ML-100k", TOIS2021_COMMAND))
+    missing.append(("TOIS 2021 protocol, ML-100k", sweep_command(*TOIS2021)))
   else:
     lines += [
       "## Beside the independent rerun (TOIS 2021 protocol, ML-100k)",
@@ -616,9 +650,14 @@ def main(argv=None) -> None:
   parser.add_argument(
     "--commands", action="store_true", help="print every sweep command behind the report, then stop"
   )
+  parser.add_argument(
+    "--pending",
+    type=pathlib.Path,
+    help="with --commands: only the sweeps whose folder in this directory lacks a finished run",
+  )
   args = parser.parse_args(argv)
   if args.commands:
-    print("\n".join(commands()))
+    print("\n".join(commands(args.pending)))
     return
   if args.collect:
     folders = collect(args.runs, args.records)

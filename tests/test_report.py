@@ -106,6 +106,26 @@ def test_the_committed_report_is_regenerated_from_the_committed_records(tmp_path
   assert report.build(REPO / "results", out) == (REPO / "docs" / "REPRODUCTION.md").read_text()
 
 
+def test_pending_commands_are_the_sweeps_with_a_run_left(tmp_path, capsys):
+  assert len(report.planned_runs("configs/table2.py", tmp_path / "t", "amusic")) == 10 * 3
+  flags = "--config.sweep.num_seeds=1"
+  assert len(report.planned_runs("configs/beyond.py", tmp_path / "b", "ml100k", flags)) == 44
+  assert report.commands(tmp_path) == report.commands()  # nothing finished there
+  # One finished run is not a finished sweep; every run finished is.
+  runs = report.planned_runs("configs/table3.py", tmp_path / "table3_amusic", "amusic")
+  for run in runs[:-1]:
+    run.mkdir(parents=True)
+    (run / "results.json").write_text("{}")
+  report.main(["--commands", f"--pending={tmp_path}"])
+  assert any("runs/table3_amusic " in line for line in capsys.readouterr().out.splitlines())
+  runs[-1].mkdir(parents=True)
+  (runs[-1] / "results.json").write_text("{}")
+  report.main(["--commands", f"--pending={tmp_path}"])
+  pending = capsys.readouterr().out.splitlines()
+  assert len(pending) == len(report.commands()) - 1
+  assert not any("table3_amusic" in line for line in pending)
+
+
 def test_commands_name_every_sweep_behind_the_report(capsys):
   report.main(["--commands"])
   lines = capsys.readouterr().out.splitlines()
