@@ -176,3 +176,21 @@ def test_the_best_recipe_is_set_against_every_model_of_table2(tmp_path):
     other, [_record(other, "loss=ccl", top, top, "s1")], table2, {}
   )
   assert lines[-1] == "Table 2's models are not measured on this split yet (`table2_ml100k`)."
+
+
+def test_the_glance_says_where_the_best_recipe_stands(tmp_path):
+  users = 200
+  top, bottom = np.zeros(users, np.int32), np.full(users, 50, np.int32)
+  best = _record(tmp_path / "dmf_best_amusic", "loss=ccl", top, top)
+  rows = {
+    "EASE^R": _record(tmp_path / "table2_amusic", "name=ease", bottom, bottom),
+    "iALS": _record(tmp_path / "table2_amusic", "name=ials", top, top),
+  }
+  line = report._best_against_strongest(tmp_path, "amusic", best, rows, "EASE^R")
+  assert (
+    line == "the best recipe beyond the paper is ahead of EASE^R (+1.000 NDCG@10, 95% "
+    "interval [+1.000, +1.000])"
+  )
+  assert "is level with iALS (+0.000" in report._best_against_strongest(
+    tmp_path, "amusic", best, rows, "iALS"
+  )
