@@ -6,17 +6,17 @@
 #
 # and run there, from the repository root, with $OUT the folder that comes back:
 #
-#   bash benchmarks/gpu_report.sh 12 480 [sweep folder to train again ...]
+#   bash benchmarks/gpu_report.sh PROCESSES SECONDS [sweep folder to train again ...]   # e.g. 12 480
 #
 # The device's copy of the tree has a git folder of its own, not this one, so runs would record a
 # wrong commit: HEAD is fetched from the bundle first and the runs record it (clean when the tree
 # is HEAD's). The committed records seed runs/ (a run with its results.json is finished and not
 # trained again), less the sweep folders named (say, records of older code); then the command of
 # every sweep with a run left (`python -m dmf_jax.report --commands --pending=runs`) runs with
-# `gpu_sweeps.sh` (PROCESSES, SECONDS). The
-# finished runs' records (config, results, per-epoch metrics, ranks) and the sweeps' summaries
-# come back as $OUT/records.tgz, to unpack over runs/ here; then each sweep's command, run again
-# here, trains what is left and rewrites its summary, and `--collect` commits them.
+# `gpu_sweeps.sh` (PROCESSES at once, until SECONDS). The finished runs' records (config,
+# results, per-epoch metrics, ranks) and the sweeps' summaries come back as $OUT/records.tgz, to
+# unpack over runs/ here; then each sweep's command, run again here, trains what is left and
+# rewrites its summary, and `--collect` copies them to results/ for the commit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 processes=$1 seconds=$2

@@ -194,7 +194,11 @@ def planned_runs(
     base.data.name = dataset
   for flag in flags.split():
     field, value = flag.removeprefix("--config.").split("=", 1)
-    base.update_from_flattened_dict({field: ast.literal_eval(value)})
+    try:
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):  # a bare word, as the command line takes it: a string
+      pass
+    base.update_from_flattened_dict({field: value})
   sweep_fn = sweep.sweep_function(str(REPO / config))
   members = sweep.collect(sweep_fn, base) if sweep_fn is not None else [{}]
   return [run.workdir for run in sweep.plan(base, members, folder)]

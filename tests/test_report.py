@@ -110,6 +110,11 @@ def test_pending_commands_are_the_sweeps_with_a_run_left(tmp_path, capsys):
   assert len(report.planned_runs("configs/table2.py", tmp_path / "t", "amusic")) == 10 * 3
   flags = "--config.sweep.num_seeds=1"
   assert len(report.planned_runs("configs/beyond.py", tmp_path / "b", "ml100k", flags)) == 44
+  words = "--config.sweep.num_seeds=2 --config.train.optimizer=lazy_adam"
+  (run, *_) = report.planned_runs("configs/table3.py", tmp_path / "w", "amusic", words)
+  assert (
+    run.name == "seed0" and len(report.planned_runs("configs/table3.py", run, None, words)) == 4
+  )
   assert report.commands(tmp_path) == report.commands()  # nothing finished there
   # One finished run is not a finished sweep; every run finished is.
   runs = report.planned_runs("configs/table3.py", tmp_path / "table3_amusic", "amusic")
