@@ -445,8 +445,9 @@ def _best_against_table2(
     for ranking in ("sampled", "full"):
       a = _per_user_ndcg(folder, recipe, "test", ranking)
       b = _per_user_ndcg(table2, row["member"], "test", ranking)
-      lines.append(_difference(f"best − {other}", "test", a, b, ranking))
-      if paired_bootstrap(a, b)[1] > 0:
+      stats = paired_bootstrap(a, b)
+      lines.append(_difference(f"best − {other}", "test", a, b, ranking, stats))
+      if stats[1] > 0:
         wins[ranking].append(other)
   lines.append("")
   for ranking, where in (
@@ -459,10 +460,11 @@ def _best_against_table2(
 
 
 def _difference(
-  what: str, split: str, a: np.ndarray, b: np.ndarray, ranking: str = "sampled"
+  what: str, split: str, a: np.ndarray, b: np.ndarray, ranking: str = "sampled", stats=None
 ) -> str:
-  """A bullet: the mean per-user difference a - b with its paired bootstrap interval."""
-  mean, low, high, p = paired_bootstrap(a, b)
+  """A bullet: the mean per-user difference a - b with its paired bootstrap interval (`stats`,
+  when the caller has already drawn it)."""
+  mean, low, high, p = stats or paired_bootstrap(a, b)
   full = " full" if ranking == "full" else ""
   return (
     f"- {what}, {SPLIT_NAMES[split]}{full} NDCG@10 per user: {mean:+.4f} (95% bootstrap interval "
