@@ -440,10 +440,12 @@ def _best_against_table2(
     "",
   ]
   wins = collections.defaultdict(list)
+  ours = {
+    ranking: _per_user_ndcg(folder, recipe, "test", ranking) for ranking in ("sampled", "full")
+  }
   for row in table2_rows:
     other = ROWS.get(row["member"], row["member"])
-    for ranking in ("sampled", "full"):
-      a = _per_user_ndcg(folder, recipe, "test", ranking)
+    for ranking, a in ours.items():
       b = _per_user_ndcg(table2, row["member"], "test", ranking)
       stats = paired_bootstrap(a, b)
       lines.append(_difference(f"best − {other}", "test", a, b, ranking, stats))
