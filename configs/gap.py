@@ -2,7 +2,7 @@
 recipe (the first member), each judged on validation NDCG@10. Depth, widths, factors and negative
 ratio have sweeps of their own (sweep_depth, sweep_width, sweep_factors, sweep_neg).
 
-  python launch.py --config=configs/gap.py --workdir=runs/gap_ml100k --config.sweep.num_seeds=1
+  python launch.py --config=configs/gap.py --workdir=runs/gap_ml100k
 """
 
 from configs import default
