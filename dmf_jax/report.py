@@ -318,13 +318,13 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
           )
         )
         continue
-      paper = papers.get(dataset, {})
-      label_of = row_labeller(name, paper)
+      published = papers.get(dataset, {})
+      label_of = row_labeller(name, published)
       lines += [f"## {title} — {dataset_title}", ""]
       if name == "dmf_best":
-        lines += _best_against_table2(folder, rows, runs / f"table2_{dataset}", paper)
+        lines += _best_against_table2(folder, rows, runs / f"table2_{dataset}", published)
       else:
-        lines += _table(rows, paper, label_of)
+        lines += _table(rows, published, label_of)
       lines += _provenance(meta, folder)
       lines += _comparisons(folder, rows, COMPARISONS.get(name, []), label_of)
       if name == "beyond_top5":

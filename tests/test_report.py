@@ -34,6 +34,17 @@ def test_report_from_sweep_folders(tmp_path, data_root):  # noqa: F811
   assert "| ItemPop | 1 |" in text and "| 0.406 | 0.231 |" in text  # the paper's ItemPop
   assert "## Not measured yet" in text
   assert "configs/table3.py" in text and "configs/tois2021.py" in text
+
+  # The TOIS 2021 table, once measured, sets the rerun's numbers beside ours.
+  def rerun(add):
+    add(**{"model.name": "itempop"})
+    add(**{"model.name": "ease"})
+
+  sweep.run(base, rerun, tmp_path / "runs" / "tois2021_ml100k", overwrite=False)
+  text = report.build(tmp_path / "runs", out)
+  rerun_section = text.split("## Beside the independent rerun (TOIS 2021 protocol, ML-100k)")[1]
+  assert "| EASE^R | 1 |" in rerun_section and "| 0.609 | 0.357 |" in rerun_section
+  assert "configs/tois2021.py" not in text.split("## Not measured yet")[1]
   assert (tmp_path / "docs" / "figures" / "table2_ml100k_metrics.png").is_file()
 
 
