@@ -212,11 +212,11 @@ def sweep_command(config: str, folder: pathlib.Path, dataset: str | None, flags:
   return f"{command} {flags}".rstrip()
 
 
-def row_labeller(name: str, paper: dict):
-  """Maps a sweep member's folder name to its row in the paper's table `name` (`paper`: one data
+def row_labeller(name: str, published: dict):
+  """Maps a sweep member's folder name to its row in the paper's table `name` (`published`: one data
   set's numbers): the swept number in Tables 4 and 5, the model's name elsewhere."""
   if name in ("sweep_neg", "sweep_factors"):
-    return lambda m: _swept_value(m) if _swept_value(m) in paper else m
+    return lambda m: _swept_value(m) if _swept_value(m) in published else m
   return lambda m: ROWS.get(m, m)
 
 
@@ -259,7 +259,7 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, samples: int = 2000, seed:
   return float(diff.mean()), float(low), float(high), float(np.mean(means <= 0))
 
 
-def _table(rows: list[dict], paper: dict, label_of) -> list[str]:
+def _table(rows: list[dict], published: dict, label_of) -> list[str]:
   lines = [
     "| row | seeds | HR@10 (ours) | NDCG@10 (ours) | HR@10 (paper) | NDCG@10 (paper) | "
     "full HR@10 | full NDCG@10 | val NDCG@10 | best epoch | train s |",
@@ -267,7 +267,7 @@ def _table(rows: list[dict], paper: dict, label_of) -> list[str]:
   ]
   for row in rows:
     label = label_of(row["member"])
-    hr, ndcg = paper.get(label, (None, None))
+    hr, ndcg = published.get(label, (None, None))
     lines.append(
       f"| {label} | {row['seeds']} | {_cell(row, 'test_hr@10')} | {_cell(row, 'test_ndcg@10')} | "
       f"{'–' if hr is None else f'{hr:.3f}'} | {'–' if ndcg is None else f'{ndcg:.3f}'} | "
@@ -413,7 +413,7 @@ def _lfm_control(folder: pathlib.Path, rows: list[dict]) -> list[str]:
 
 
 def _best_against_table2(
-  folder: pathlib.Path, rows: list[dict], table2: pathlib.Path, paper: dict
+  folder: pathlib.Path, rows: list[dict], table2: pathlib.Path, published: dict
 ) -> list[str]:
   """`configs/dmf_best.py`'s recipe beside every model of Table 2 on the same split and
   candidates, with the paired per-user differences against each, on test NDCG@10 among the
@@ -425,13 +425,13 @@ def _best_against_table2(
     table2 / table2_rows[0]["member"]
   ):
     return [
-      *_table(rows, paper, lambda member: label),
+      *_table(rows, published, lambda member: label),
       "",
       f"Table 2's models are not measured on this split yet (`{table2.name}`).",
     ]
   lines = _table(
     [*rows, *table2_rows],
-    paper,
+    published,
     lambda member: label if member == recipe else ROWS.get(member, member),
   )
   lines += [
