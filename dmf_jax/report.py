@@ -109,7 +109,7 @@ EXPERIMENTS = (
   ),
   Experiment(
     "gap",
-    "The gap to the paper: one change at a time to DMF-2-nce, then the gainers together",
+    "The gap to the paper: one change at a time to DMF-2-nce, then depth 1, lr 1e-3 and Y of ones",
     {},
     "configs/gap.py",
     ("ml100k",),
