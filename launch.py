@@ -12,7 +12,6 @@ All logic lives in the `dmf_jax` package; this file parses flags and reports use
 
 import logging
 import os
-import pathlib
 import re
 import signal
 import sys
@@ -22,7 +21,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import dmf_jax
-from dmf_jax import experiment, sweep
+from dmf_jax import experiment, sweep, workdir
 from dmf_jax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -213,22 +212,10 @@ def _exit_with(line: str, code: int) -> None:
 
 
 def _where_to_resume() -> str:
-  """Where an interrupted run goes on from: its latest checkpoint, found without orbax."""
+  """Where an interrupted call goes on from."""
   if _MODE.value != "train" or not _WORKDIR.value:
     return "nothing was changed"
-  try:
-    epochs = [
-      int(p.parent.name)
-      for p in pathlib.Path(_WORKDIR.value).glob("**/checkpoints/*/meta")
-      if p.parent.name.isdigit()
-    ]
-  except OSError:  # orbax was renaming a checkpoint's folder as the signal came
-    return f"the same command resumes {_WORKDIR.value} from its latest checkpoint"
-  if not epochs:
-    return f"the same command starts the run in {_WORKDIR.value} again"
-  return (
-    f"the same command resumes {_WORKDIR.value} from its checkpoints (latest: epoch {max(epochs)})"
-  )
+  return workdir.where_to_resume(_WORKDIR.value)
 
 
 if __name__ == "__main__":

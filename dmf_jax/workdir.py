@@ -82,6 +82,30 @@ def write_json(path: pathlib.Path, value) -> None:
     f.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+def where_to_resume(path: pathlib.Path | str) -> str:
+  """What rerunning the command that trains in `path` (one run's workdir, or a sweep's, whose runs
+  lie in its subfolders) goes on from: the latest checkpoint of each unfinished run. Read from the
+  folder names alone, so it is safe to call from a signal handler while orbax writes."""
+  path = pathlib.Path(path)
+  latest: dict[pathlib.Path, int] = {}
+  try:
+    for meta in path.glob("**/checkpoints/*/meta"):
+      run, epoch = meta.parent.parent.parent, meta.parent.name
+      if epoch.isdigit() and not (run / RESULTS).exists():
+        latest[run] = max(latest.get(run, 0), int(epoch))
+  except OSError:  # orbax was renaming a checkpoint's folder as the signal came
+    return f"the same command resumes {path} from its latest checkpoints"
+  if not latest:
+    return f"the same command starts the unfinished runs in {path} again"
+  epochs = " and ".join(str(e) for e in sorted(latest.values(), reverse=True))
+  runs = (
+    "its unfinished run: epoch"
+    if len(latest) == 1
+    else f"its {len(latest)} unfinished runs: epochs"
+  )
+  return f"the same command resumes {path} from its checkpoints ({runs} {epochs})"
+
+
 @functools.cache
 def code_version() -> str | None:
   """The git commit of this package's checkout (with "+dirty" when tracked files differ from it),

@@ -16,7 +16,7 @@ import pytest
 import dmf_jax
 from dmf_jax import checkpoints, experiment, files, protocol, sweep
 from dmf_jax.errors import UserError
-from dmf_jax.workdir import Workdir, WorkdirBusy
+from dmf_jax.workdir import Workdir, WorkdirBusy, where_to_resume
 from tests.conftest import REPO, assert_one_line_error, launch
 from tests.test_training import data_root, tiny_config  # noqa: F401 (fixture)
 
@@ -246,6 +246,28 @@ def test_sigterm_stops_in_one_line_and_the_rerun_resumes(tmp_path, data_root):  
   assert rerun.returncode == 0, rerun.stderr
   assert "resuming from the checkpoint of epoch" in rerun.stderr
   assert _epochs(workdir) == list(range(1, 31)) and len(done) < 30
+
+
+def test_an_interrupted_sweep_names_its_unfinished_runs_epochs(tmp_path):
+  """Finished runs' checkpoints (here epoch 20) are not where the sweep resumes from."""
+  for run, epochs, finished in (
+    ("a/seed0", (12, 20), True),
+    ("b/seed0", (8, 14), False),
+    ("b/seed1", (4, 8), False),
+    ("b/seed2", (), False),
+  ):
+    for epoch in epochs:
+      (tmp_path / run / "checkpoints" / str(epoch) / "meta").mkdir(parents=True)
+    (tmp_path / run / "checkpoints" / "16.orbax-checkpoint-tmp-1" / "meta").mkdir(parents=True)
+    if finished:
+      (tmp_path / run / "results.json").write_text("{}")
+  assert where_to_resume(tmp_path) == (
+    f"the same command resumes {tmp_path} from its checkpoints (its 2 unfinished runs: epochs 14 and 8)"
+  )
+  assert where_to_resume(tmp_path / "b" / "seed0").endswith("(its unfinished run: epoch 14)")
+  assert where_to_resume(tmp_path / "a") == (
+    f"the same command starts the unfinished runs in {tmp_path / 'a'} again"
+  )
 
 
 @pytest.mark.parametrize(
