@@ -97,7 +97,7 @@ def where_to_resume(path: pathlib.Path | str) -> str:
     return f"the same command resumes {path} from its latest checkpoints"
   if not latest:
     return f"the same command starts the unfinished runs in {path} again"
-  epochs = " and ".join(str(e) for e in sorted(latest.values(), reverse=True))
+  epochs = ", ".join(str(e) for e in sorted(latest.values(), reverse=True))
   runs = (
     "its unfinished run: epoch"
     if len(latest) == 1

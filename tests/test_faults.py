@@ -262,7 +262,7 @@ def test_an_interrupted_sweep_names_its_unfinished_runs_epochs(tmp_path):
     if finished:
       (tmp_path / run / "results.json").write_text("{}")
   assert where_to_resume(tmp_path) == (
-    f"the same command resumes {tmp_path} from its checkpoints (its 2 unfinished runs: epochs 14 and 8)"
+    f"the same command resumes {tmp_path} from its checkpoints (its 2 unfinished runs: epochs 14, 8)"
   )
   assert where_to_resume(tmp_path / "b" / "seed0").endswith("(its unfinished run: epoch 14)")
   assert where_to_resume(tmp_path / "a") == (
