@@ -30,7 +30,7 @@ import jax
 import numpy as np
 from ml_collections import config_dict
 
-from dmf_jax import files, protocol
+from dmf_jax import checkpoints, files, protocol
 from dmf_jax.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ RANKS = "ranks.npz"
 RESULTS = "results.json"
 LOCK = ".lock"
 # Everything a run writes; --overwrite removes these and nothing else.
-RUN_OUTPUTS = (CONFIG, METRICS, RANKS, RESULTS, protocol.SPLIT_FILE, "checkpoints")
+RUN_OUTPUTS = (CONFIG, METRICS, RANKS, RESULTS, protocol.SPLIT_FILE, checkpoints.FOLDER)
 
 
 def _process_zero_writes(method):
@@ -89,7 +89,7 @@ def where_to_resume(path: pathlib.Path | str) -> str:
   path = pathlib.Path(path)
   latest: dict[pathlib.Path, int] = {}
   try:
-    for meta in path.glob("**/checkpoints/*/meta"):
+    for meta in path.glob(f"**/{checkpoints.FOLDER}/*/meta"):
       run, epoch = meta.parent.parent.parent, meta.parent.name
       if epoch.isdigit() and not (run / RESULTS).exists():
         latest[run] = max(latest.get(run, 0), int(epoch))
