@@ -106,22 +106,30 @@ def where_to_resume(path: pathlib.Path | str) -> str:
   return f"the same command resumes {path} from its checkpoints ({runs} {epochs})"
 
 
+CHECKOUT = pathlib.Path(__file__).resolve().parents[1]
+# The committed run records and the report generated from them: collecting records or regenerating
+# the report in a training checkout changes no code, so it does not mark later runs "+dirty".
+# (`configs/beyond_top5.py` reads its five recipes from results/; each run's config names them.)
+OUTPUTS = ("results", "docs")
+
+
 @functools.cache
-def code_version() -> str | None:
-  """The git commit of this package's checkout (with "+dirty" when tracked files differ from it),
-  or None outside a git checkout: the same command and config give the same numbers only with the
-  same code. Read once per process, when a run first asks (before it trains): a sweep that runs for
-  hours records the code it loaded, not a commit made in the checkout meanwhile."""
-  root = pathlib.Path(__file__).resolve().parents[1]
+def code_version(checkout: pathlib.Path = CHECKOUT) -> str | None:
+  """The git commit of this package's checkout (with "+dirty" when tracked files other than
+  `OUTPUTS` differ from it), or None outside a git checkout: the same command and config give the
+  same numbers only with the same code. Read once per process, when a run first asks (before it
+  trains): a sweep that runs for hours records the code it loaded, not a commit made in the
+  checkout meanwhile."""
 
   def git(*args):
-    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True)
 
   try:
     head = git("rev-parse", "--short=12", "HEAD")
     if head.returncode:
       return None
-    dirty = git("diff", "--quiet", "HEAD").returncode != 0
+    outputs = [f":(exclude){folder}" for folder in OUTPUTS]
+    dirty = git("diff", "--quiet", "HEAD", "--", ".", *outputs).returncode != 0
   except OSError:  # no git on this machine
     return None
   return head.stdout.strip() + ("+dirty" if dirty else "")

@@ -13,6 +13,7 @@ import dmf_jax
 from configs import default
 from dmf_jax import checkpoints, experiment, serving, sparse, training
 from dmf_jax.errors import ConfigError
+from dmf_jax.workdir import code_version
 from tests.conftest import assert_one_line_error, launch, synthetic_rows, write_ml100k
 
 
@@ -108,6 +109,34 @@ def test_train_checkpoint_restore_recommend_export(tmp_path, data_root):
   with np.load(workdir / "vectors.npz") as vectors:
     assert vectors["user_vectors"].shape == (30, 8) and vectors["item_ids"].shape == (40,)
   assert len((workdir / "topk.csv").read_text().splitlines()) == 1 + 30 * 3
+
+
+def test_the_code_stamp_ignores_the_records_and_the_report_but_not_the_code(tmp_path):
+  checkout = tmp_path / "checkout"
+  files = ("dmf_jax/training.py", "results/beyond_amusic/summary.json", "docs/REPRODUCTION.md")
+  for name in files:
+    (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+    (checkout / name).write_text("committed\n")
+
+  def git(*args):
+    return subprocess.run(
+      ["git", "-C", str(checkout), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+      capture_output=True,
+      text=True,
+      check=True,
+    ).stdout.strip()
+
+  git("init", "-q")
+  git("add", ".")
+  git("commit", "-q", "-m", "records")
+  head = git("rev-parse", "--short=12", "HEAD")
+  stamp = code_version.__wrapped__  # uncached: the checkout changes between calls
+  assert stamp(checkout) == head
+  for name in files[1:]:  # records collected and the report regenerated in a training checkout
+    (checkout / name).write_text("collected\n")
+  assert stamp(checkout) == head
+  (checkout / files[0]).write_text("edited\n")
+  assert stamp(checkout) == head + "+dirty"
 
 
 def test_a_checkpoint_of_the_older_layout_is_refused_in_one_line(tmp_path, data_root):
