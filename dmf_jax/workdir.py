@@ -107,10 +107,11 @@ def where_to_resume(path: pathlib.Path | str) -> str:
 
 
 CHECKOUT = pathlib.Path(__file__).resolve().parents[1]
-# The committed run records and the report generated from them: collecting records or regenerating
-# the report in a training checkout changes no code, so it does not mark later runs "+dirty".
-# (`configs/beyond_top5.py` reads its five recipes from results/; each run's config names them.)
-OUTPUTS = ("results", "docs")
+# The committed run records and what `python -m dmf_jax.report` writes from them (docs/ and the
+# README's glance): collecting records or regenerating the report in a training checkout changes no
+# code, so it does not mark later runs "+dirty". (`configs/beyond_top5.py` reads its five recipes
+# from results/; each run's config names them.)
+OUTPUTS = ("results", "docs", "README.md")
 
 
 @functools.cache

@@ -113,7 +113,12 @@ def test_train_checkpoint_restore_recommend_export(tmp_path, data_root):
 
 def test_the_code_stamp_ignores_the_records_and_the_report_but_not_the_code(tmp_path):
   checkout = tmp_path / "checkout"
-  files = ("dmf_jax/training.py", "results/beyond_amusic/summary.json", "docs/REPRODUCTION.md")
+  files = (
+    "dmf_jax/training.py",
+    "results/beyond_amusic/summary.json",
+    "docs/REPRODUCTION.md",
+    "README.md",
+  )
   for name in files:
     (checkout / name).parent.mkdir(parents=True, exist_ok=True)
     (checkout / name).write_text("committed\n")
