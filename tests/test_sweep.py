@@ -167,6 +167,12 @@ def test_the_top_five_are_the_search_s_best_on_validation(tmp_path, monkeypatch)
     beyond_top5.top5("amusic")
 
 
+def recorded_top5(dataset: str) -> list[dict]:
+  """The summary rows of the committed 3-seed retraining of the search's five best."""
+  summary = beyond_top5.RECORDS / f"beyond_top5_{dataset}" / "summary.json"
+  return json.loads(summary.read_text())
+
+
 @pytest.mark.parametrize("dataset", ["ml100k", "amusic"])
 def test_the_committed_top_five_are_the_committed_search_s_five_best(dataset):
   """The report's 3-seed table of the five best (and their LFM controls) holds the five that the
@@ -175,16 +181,14 @@ def test_the_committed_top_five_are_the_committed_search_s_five_best(dataset):
   config = beyond_top5.get_config()
   config.data.name = dataset
   expected = {sweep.member_name(m) for m in sweep.collect(beyond_top5.sweep, config)}
-  summary = beyond_top5.RECORDS / f"beyond_top5_{dataset}" / "summary.json"
-  assert {r["member"] for r in json.loads(summary.read_text())} == expected
+  assert {r["member"] for r in recorded_top5(dataset)} == expected
 
 
 @pytest.mark.parametrize("dataset", ["ml100k", "amusic"])
 def test_the_best_recipe_is_the_top_five_s_best_dmf_on_validation(dataset):
   """configs/dmf_best.py holds, per data set, the DMF recipe of the recorded top five that is best
   on validation NDCG@10 (LFM's rows are the control, not candidates)."""
-  summary = beyond_top5.RECORDS / f"beyond_top5_{dataset}" / "summary.json"
-  rows = [r for r in json.loads(summary.read_text()) if not r["member"].startswith("name=lfm")]
+  rows = [r for r in recorded_top5(dataset) if not r["member"].startswith("name=lfm")]
   best = max(rows, key=lambda r: r["valid_ndcg@10"])["member"]
   assert sweep.member_name(dmf_best.RECIPES[dataset]) == best
 
