@@ -42,7 +42,7 @@ def test_report_from_sweep_folders(tmp_path, data_root):  # noqa: F811
 
   sweep.run(base, rerun, tmp_path / "runs" / "tois2021_ml100k", overwrite=False)
   text = report.build(tmp_path / "runs", out)
-  rerun_section = text.split("## Beside the independent rerun (TOIS 2021 protocol, ML-100k)")[1]
+  rerun_section = text.split("## Beside the independent rerun (TOIS 2021 protocol) — ML-100k")[1]
   assert "| EASE^R | 1 |" in rerun_section and "| 0.609 | 0.357 |" in rerun_section
   assert "configs/tois2021.py" not in text.split("## Not measured yet")[1]
   assert (tmp_path / "docs" / "figures" / "table2_ml100k_metrics.png").is_file()
@@ -124,7 +124,7 @@ def test_pending_commands_are_the_sweeps_with_a_run_left(tmp_path, capsys):
   words = "--config.sweep.num_seeds=2 --config.train.optimizer=lazy_adam"
   (run, *_) = report.planned_runs("configs/table3.py", tmp_path / "w", "amusic", words)
   assert (
-    run.name == "seed0" and len(report.planned_runs("configs/table3.py", run, None, words)) == 4
+    run.name == "seed0" and len(report.planned_runs("configs/table3.py", run, "ml100k", words)) == 4
   )
   assert report.commands(tmp_path) == report.commands()  # nothing finished there
   # One finished run is not a finished sweep; every run finished is.
@@ -145,7 +145,7 @@ def test_pending_commands_are_the_sweeps_with_a_run_left(tmp_path, capsys):
 def test_commands_name_every_sweep_behind_the_report(capsys):
   report.main(["--commands"])
   lines = capsys.readouterr().out.splitlines()
-  assert len(lines) == sum(len(e.datasets) for e in report.EXPERIMENTS) + 1  # + TOIS 2021
+  assert len(lines) == sum(len(e.datasets) for e in report.EXPERIMENTS)
   for line in lines:
     program, script, config, workdir, *flags = line.split()
     assert (program, script) == ("python", "launch.py") and workdir.startswith("--workdir=runs/")
