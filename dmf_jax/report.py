@@ -209,7 +209,8 @@ def planned_runs(
 
 def sweep_command(config: str, folder: pathlib.Path, dataset: str, flags: str = "") -> str:
   """The command that writes the sweep folder `folder` on `dataset`."""
-  return f"python launch.py --config={config} --workdir={folder} --config.data.name={dataset} {flags}".rstrip()
+  command = f"python launch.py --config={config} --workdir={folder} --config.data.name={dataset}"
+  return f"{command} {flags}".rstrip()
 
 
 def row_labeller(name: str, published: dict):
