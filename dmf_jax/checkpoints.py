@@ -14,6 +14,8 @@ import os
 import pathlib
 import re
 import shutil
+import threading
+import time
 
 import orbax.checkpoint as ocp
 
@@ -53,6 +55,7 @@ class Checkpoints:
       opt_state=ocp.args.StandardSave(opt_state),
       meta=ocp.args.JsonSave(meta),
     )
+    running = set(threading.enumerate())
     try:
       self._manager.save(epoch, args=args)
     except Exception as e:
@@ -61,6 +64,16 @@ class Checkpoints:
       errno = int(code.group(1)) if code else getattr(e, "errno", None)
       if errno is None:
         raise
+      # Orbax writes each item in threads of its own (its commit futures) and raises at the first
+      # that fails, while the others write on and would make the folder again after its removal:
+      # it is removed once the threads this save started have ended (they end on their own; a
+      # minute at most is waited, after which the next run's manager removes what is left).
+      deadline = time.monotonic() + 60
+      for thread in set(threading.enumerate()) - running:
+        try:
+          thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception:  # orbax's threads raise their own failure (or a timeout) again on join
+          pass
       for partial in self.directory.glob(f"{epoch}.*"):
         shutil.rmtree(partial, ignore_errors=True)
       raise OSError(errno, os.strerror(errno), str(self.directory / str(epoch))) from e
