@@ -306,8 +306,9 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
     "",
   ]
   missing = []
-  for name, title, papers, config, datasets, flags, note in EXPERIMENTS:
-    for dataset in datasets:
+  for experiment in EXPERIMENTS:
+    name, title, config = experiment.name, experiment.title, experiment.config
+    for dataset in experiment.datasets:
       dataset_title = DATASETS[dataset]
       folder = runs / f"{name}_{dataset}"
       rows, meta = load_sweep(folder)
@@ -315,15 +316,15 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
         missing.append(
           (
             f"{title}, {dataset_title}",
-            sweep_command(config, RUNS / folder.name, dataset, flags),
+            sweep_command(config, RUNS / folder.name, dataset, experiment.flags),
           )
         )
         continue
-      published = papers.get(dataset, {})
+      published = experiment.papers.get(dataset, {})
       label_of = row_labeller(name, published)
       lines += [f"## {title} — {dataset_title}", ""]
-      if note:
-        lines += [note, ""]
+      if experiment.note:
+        lines += [experiment.note, ""]
       if name == "dmf_best":
         lines += _best_against_table2(folder, rows, runs / f"table2_{dataset}", published)
       else:
