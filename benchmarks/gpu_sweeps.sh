@@ -6,7 +6,7 @@
 # training). Processes allocate GPU memory as they need it.
 #
 #   python3 -m dmf_jax.report --commands | bash benchmarks/gpu_sweeps.sh 8 540   # the report's sweeps
-#   echo "python launch.py --config=configs/beyond.py --workdir=runs/beyond_ml100k --config.sweep.num_seeds=1" |
+#   echo "python launch.py --config=configs/beyond.py --workdir=runs/beyond_ml100k" |
 #     bash benchmarks/gpu_sweeps.sh 4 300
 #
 # A lent machine's copy of the tree carries no git history of its own, so its runs would record a

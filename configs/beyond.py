@@ -6,12 +6,12 @@ Starts from the best paper-recipe DMF (DMF-1-nce of Table 3, towers (64,)) and t
 later work found to matter for cosine-scored two-tower models: the loss (sampled softmax over the
 positive and its negatives at a temperature, Wu et al.; SimpleX's cosine contrastive loss, Mao et
 al., CIKM 2021), in-batch negatives, more negatives per positive, the learning rate, Y's ratings or
-ones as input, L2, and the towers' depth and widths. One seed per configuration; the five best on
-validation are then rerun with 3 seeds. Not tried: dropout in the towers, and normalising the
+ones as input, L2, and the towers' depth and widths, 3 seeds each; the five best on validation
+(the mean over the seeds) are then set against LFM with the same recipes. Not tried: dropout in the towers, and normalising the
 rows of Y, which cannot change a one-layer tower (its cosine and gradient are invariant to a
 per-row scale of its input).
 
-  python launch.py --config=configs/beyond.py --workdir=runs/beyond_ml100k --config.sweep.num_seeds=1
+  python launch.py --config=configs/beyond.py --workdir=runs/beyond_ml100k
 """
 
 from configs import default

@@ -1,7 +1,7 @@
 """Beyond the paper: the five recipes best on validation NDCG@10 in `configs/beyond.py`'s search
-(1 seed each) on each data set, retrained with 3 seeds; then LFM (learnt user and item vectors in
-place of the rows and columns of Y) with each recipe, as a control for whether the rows of Y or the
-loss carry the gain.
+(the mean over its seeds) on each data set, trained again with 3 seeds; then LFM (learnt user and
+item vectors in place of the rows and columns of Y) with each recipe, as a control for whether the
+rows of Y or the loss carry the gain.
 
   python launch.py --config=configs/beyond_top5.py --workdir=runs/beyond_top5_ml100k
   python launch.py --config=configs/beyond_top5.py --workdir=runs/beyond_top5_amusic --config.data.name=amusic

@@ -117,10 +117,9 @@ EXPERIMENTS = (
   ),
   Experiment(
     "beyond",
-    "Beyond the paper, the search: losses, negatives, inputs and towers for DMF (1 seed each)",
+    "Beyond the paper, the search: losses, negatives, inputs and towers for DMF",
     {},
     "configs/beyond.py",
-    flags="--config.sweep.num_seeds=1",
   ),
   Experiment(
     "beyond_top5",

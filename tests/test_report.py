@@ -121,6 +121,7 @@ def test_pending_commands_are_the_sweeps_with_a_run_left(tmp_path, capsys):
   assert len(report.planned_runs("configs/table2.py", tmp_path / "t", "amusic")) == 10 * 3
   flags = "--config.sweep.num_seeds=1"
   assert len(report.planned_runs("configs/beyond.py", tmp_path / "b", "ml100k", flags)) == 44
+  assert len(report.planned_runs("configs/beyond.py", tmp_path / "b", "ml100k")) == 44 * 3
   words = "--config.sweep.num_seeds=2 --config.train.optimizer=lazy_adam"
   (run, *_) = report.planned_runs("configs/table3.py", tmp_path / "w", "amusic", words)
   assert (
@@ -150,9 +151,7 @@ def test_commands_name_every_sweep_behind_the_report(capsys):
     program, script, config, workdir, *flags = line.split()
     assert (program, script) == ("python", "launch.py") and workdir.startswith("--workdir=runs/")
     assert (REPO / config.removeprefix("--config=")).is_file(), line
-  assert (
-    "--workdir=runs/beyond_amusic --config.data.name=amusic --config.sweep.num_seeds=1" in lines[-6]
-  )
+  assert lines[-6].endswith("--workdir=runs/beyond_amusic --config.data.name=amusic")
 
 
 def _record(folder, member, test_ranks, full_ranks, split="s0"):
