@@ -19,7 +19,6 @@ saves.
 from __future__ import annotations
 
 import argparse
-import ast
 import collections
 import importlib
 import json
@@ -68,7 +67,6 @@ class Experiment(NamedTuple):
   papers: dict  # the paper's numbers by data set
   config: str
   datasets: tuple[str, ...] = tuple(DATASETS)
-  flags: str = ""  # the sweep command's further flags
   note: str = ""  # a paragraph under the heading
 
 
@@ -165,12 +163,10 @@ COMPARISONS = {  # experiment: [(better?, baseline[, "valid"])]: paired bootstra
 RUNS = pathlib.Path("runs")
 
 
-def _sweeps() -> list[tuple[str, pathlib.Path, str, str]]:
-  """(config, folder, data set, further flags) of every sweep behind the report, in its order."""
+def _sweeps() -> list[tuple[str, pathlib.Path, str]]:
+  """(config, folder, data set) of every sweep behind the report, in its order."""
   return [
-    (e.config, RUNS / f"{e.name}_{dataset}", dataset, e.flags)
-    for e in EXPERIMENTS
-    for dataset in e.datasets
+    (e.config, RUNS / f"{e.name}_{dataset}", dataset) for e in EXPERIMENTS for dataset in e.datasets
   ]
 
 
@@ -178,38 +174,28 @@ def commands(pending_in: pathlib.Path | None = None) -> list[str]:
   """The command of every sweep behind the report, in the report's order; with `pending_in`, of
   those whose folder there lacks a finished run."""
   return [
-    sweep_command(config, folder, dataset, flags)
-    for config, folder, dataset, flags in _sweeps()
+    sweep_command(config, folder, dataset)
+    for config, folder, dataset in _sweeps()
     if pending_in is None
     or not all(
       (run / "results.json").is_file()
-      for run in planned_runs(config, pending_in / folder.name, dataset, flags)
+      for run in planned_runs(config, pending_in / folder.name, dataset)
     )
   ]
 
 
-def planned_runs(
-  config: str, folder: pathlib.Path, dataset: str, flags: str = ""
-) -> list[pathlib.Path]:
-  """The run folders `sweep_command(config, folder, dataset, flags)` trains."""
+def planned_runs(config: str, folder: pathlib.Path, dataset: str) -> list[pathlib.Path]:
+  """The run folders `sweep_command(config, folder, dataset)` trains."""
   base = importlib.import_module(f"configs.{pathlib.Path(config).stem}").get_config()
   base.data.name = dataset
-  for flag in flags.split():
-    field, value = flag.removeprefix("--config.").split("=", 1)
-    try:
-      value = ast.literal_eval(value)
-    except (ValueError, SyntaxError):  # a bare word, as the command line takes it: a string
-      pass
-    base.update_from_flattened_dict({field: value})
   sweep_fn = sweep.sweep_function(str(REPO / config))
   members = sweep.collect(sweep_fn, base) if sweep_fn is not None else [{}]
   return [run.workdir for run in sweep.plan(base, members, folder)]
 
 
-def sweep_command(config: str, folder: pathlib.Path, dataset: str, flags: str = "") -> str:
+def sweep_command(config: str, folder: pathlib.Path, dataset: str) -> str:
   """The command that writes the sweep folder `folder` on `dataset`."""
-  command = f"python launch.py --config={config} --workdir={folder} --config.data.name={dataset}"
-  return f"{command} {flags}".rstrip()
+  return f"python launch.py --config={config} --workdir={folder} --config.data.name={dataset}"
 
 
 def row_labeller(name: str, published: dict):
@@ -315,7 +301,7 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
         missing.append(
           (
             f"{title}, {dataset_title}",
-            sweep_command(config, RUNS / folder.name, dataset, experiment.flags),
+            sweep_command(config, RUNS / folder.name, dataset),
           )
         )
         continue
