@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import filecmp
 import importlib
 import json
 import pathlib
@@ -507,26 +508,35 @@ SWEEP_RECORDS = ("sweep.json", "summary.json", "summary.md", "summary.csv")
 RUN_RECORDS = ("config.json", "results.json", "metrics.jsonl", "ranks.npz")
 
 
-def collect(runs: pathlib.Path, records: pathlib.Path) -> list[pathlib.Path]:
+def collect(
+  runs: pathlib.Path, records: pathlib.Path, beside: pathlib.Path | None = None
+) -> list[pathlib.Path]:
   """Copies the records of every sweep folder under `runs` (one with a summary) to
-  `records/<folder>/`: its `SWEEP_RECORDS` and each finished run's `RUN_RECORDS`, nothing else. A
-  folder's records are written whole beside it, then put in place of the old ones. Returns the
-  folders written."""
+  `records/<folder>/`: its `SWEEP_RECORDS` and each finished run's `RUN_RECORDS`, nothing else;
+  with `beside`, less the files `beside/<folder>/` holds with the same bytes (a sweep still
+  training keeps only its new runs). A folder's records are written whole beside it, then put in
+  place of the old ones. Returns the folders written."""
   written = []
   records.mkdir(parents=True, exist_ok=True)
   for folder in sorted(p for p in runs.iterdir() if (p / "summary.json").is_file()):
     scratch = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=records))
+
+    def keep(source: pathlib.Path, folder=folder, scratch=scratch) -> None:
+      relative = source.relative_to(folder)
+      twin = beside / folder.name / relative if beside is not None else None
+      if twin is not None and twin.is_file() and filecmp.cmp(source, twin, shallow=False):
+        return
+      (scratch / relative).parent.mkdir(parents=True, exist_ok=True)
+      shutil.copyfile(source, scratch / relative)
+
     try:
       for name in SWEEP_RECORDS:
         if (folder / name).is_file():
-          shutil.copyfile(folder / name, scratch / name)
+          keep(folder / name)
       for results in sorted(folder.glob("*/seed*/results.json")):
-        run = results.parent
-        target = scratch / run.relative_to(folder)
-        target.mkdir(parents=True)
         for name in RUN_RECORDS:
-          if (run / name).is_file():
-            shutil.copyfile(run / name, target / name)
+          if (results.parent / name).is_file():
+            keep(results.parent / name)
       final = records / folder.name
       if final.exists():
         shutil.rmtree(final)
@@ -647,6 +657,12 @@ def main(argv=None) -> None:
   )
   parser.add_argument("--runs", default="runs", type=pathlib.Path, help="sweep folders to collect")
   parser.add_argument(
+    "--beside",
+    type=pathlib.Path,
+    help="with --collect: leave out the files this directory's records hold alike "
+    "(--records=results/pending --beside=results for sweeps still training)",
+  )
+  parser.add_argument(
     "--readme", default="README.md", type=pathlib.Path, help="its results-at-a-glance block"
   )
   parser.add_argument(
@@ -662,7 +678,7 @@ def main(argv=None) -> None:
     print("\n".join(commands(args.pending)))
     return
   if args.collect:
-    folders = collect(args.runs, args.records)
+    folders = collect(args.runs, args.records, args.beside)
     size = sum(p.stat().st_size for folder in folders for p in folder.rglob("*") if p.is_file())
     print(f"{len(folders)} sweep folders' records in {args.records}/ ({size / 2**20:.1f} MiB)")
     return

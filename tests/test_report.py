@@ -79,6 +79,13 @@ def test_collected_records_regenerate_the_same_report(tmp_path, data_root):  # n
   # Collecting again replaces the records whole.
   report.main([f"--runs={runs}", f"--records={records}", "--collect"])
   assert report.build(records, tmp_path / "c.md") == from_records
+  # Beside the committed records, a sweep still training keeps only what differs from them.
+  changed = runs / member / "metrics.jsonl"
+  changed.write_text(changed.read_text() + "\n")
+  pending = tmp_path / "pending"
+  report.main([f"--runs={runs}", f"--records={pending}", f"--beside={records}", "--collect"])
+  left = [p.relative_to(pending).as_posix() for p in pending.rglob("*") if p.is_file()]
+  assert left == [f"{member}/metrics.jsonl"]
   assert not [p for p in records.iterdir() if p.name.startswith(".")]
 
 
