@@ -508,6 +508,19 @@ SWEEP_RECORDS = ("sweep.json", "summary.json", "summary.md", "summary.csv")
 RUN_RECORDS = ("config.json", "results.json", "metrics.jsonl", "ranks.npz")
 
 
+def _copy_record(
+  source: pathlib.Path, folder: pathlib.Path, scratch: pathlib.Path, beside: pathlib.Path | None
+) -> None:
+  """Copies `source`, a file of the sweep `folder`, to the same place under `scratch`, unless
+  `beside/<folder>/` already holds it with the same bytes."""
+  relative = source.relative_to(folder)
+  twin = beside / folder.name / relative if beside is not None else None
+  if twin is not None and twin.is_file() and filecmp.cmp(source, twin, shallow=False):
+    return
+  (scratch / relative).parent.mkdir(parents=True, exist_ok=True)
+  shutil.copyfile(source, scratch / relative)
+
+
 def collect(
   runs: pathlib.Path, records: pathlib.Path, beside: pathlib.Path | None = None
 ) -> list[pathlib.Path]:
@@ -520,23 +533,13 @@ def collect(
   records.mkdir(parents=True, exist_ok=True)
   for folder in sorted(p for p in runs.iterdir() if (p / "summary.json").is_file()):
     scratch = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=records))
-
-    def keep(source: pathlib.Path, folder=folder, scratch=scratch) -> None:
-      relative = source.relative_to(folder)
-      twin = beside / folder.name / relative if beside is not None else None
-      if twin is not None and twin.is_file() and filecmp.cmp(source, twin, shallow=False):
-        return
-      (scratch / relative).parent.mkdir(parents=True, exist_ok=True)
-      shutil.copyfile(source, scratch / relative)
-
     try:
-      for name in SWEEP_RECORDS:
-        if (folder / name).is_file():
-          keep(folder / name)
+      sources = [folder / name for name in SWEEP_RECORDS]
       for results in sorted(folder.glob("*/seed*/results.json")):
-        for name in RUN_RECORDS:
-          if (results.parent / name).is_file():
-            keep(results.parent / name)
+        sources += [results.parent / name for name in RUN_RECORDS]
+      for source in sources:
+        if source.is_file():
+          _copy_record(source, folder, scratch, beside)
       final = records / folder.name
       if final.exists():
         shutil.rmtree(final)
