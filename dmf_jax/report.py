@@ -315,6 +315,7 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
         lines += _best_against_table2(folder, rows, runs / f"table2_{dataset}", published)
       else:
         lines += _table(rows, published, label_of)
+      lines += _stalled_runs(folder, rows, label_of)
       lines += _provenance(meta, folder)
       lines += _comparisons(folder, rows, COMPARISONS.get(name, []), label_of)
       if name == "beyond_top5":
@@ -334,6 +335,41 @@ def build(runs: pathlib.Path, out: pathlib.Path) -> str:
     "",
   ]
   return "\n".join(lines)
+
+
+# A run whose training loss moved by less than this share of its first epoch's did not train.
+STALLED = 1e-3
+
+
+def _stalled_runs(folder: pathlib.Path, rows: list[dict], label_of) -> list[str]:
+  """The seeds whose training loss never moved from its first epoch's: each is counted in its
+  row's mean and spread, which says so nowhere else."""
+  lines, models = [], set()
+  for row in rows:
+    for run in sorted((folder / row["member"]).glob("seed*")):
+      losses = [r["loss"] for r in Workdir(run).metrics() if r.get("loss") is not None]
+      if len(losses) > 1 and max(losses) - min(losses) < STALLED * abs(losses[0]):
+        results = json.loads((run / "results.json").read_text())
+        models.add(results.get("model"))
+        lines.append(
+          f"- {label_of(row['member'])}, {run.name}: training loss {losses[0]:.4f} in each of its "
+          f"{len(losses)} epochs; test HR@10 {results['test']['hr@10']:.3f}."
+        )
+  if not lines:
+    return []
+  why = (
+    " DMF's cosine is clipped at 1e-6 and passes no gradient below the clip: a DMF run whose "
+    "every score falls under it stays there."
+    if "dmf" in models
+    else ""
+  )
+  return [
+    "",
+    f"Runs that did not train (training loss within {STALLED:.1%} of its first epoch's), counted "
+    f"in their rows' means and spreads.{why}",
+    "",
+    *lines,
+  ]
 
 
 def _provenance(meta: dict, folder: pathlib.Path) -> list[str]:

@@ -168,6 +168,38 @@ def _record(folder, member, test_ranks, full_ranks, split="s0"):
   return {"member": member, "seeds": 1, "best_epoch": 1.0, "train_seconds": 1.0, **metrics}
 
 
+def test_a_seed_whose_loss_never_moved_is_named_under_its_table(tmp_path):
+  def run(member, seed, losses, model="dmf"):
+    folder = tmp_path / member / f"seed{seed}"
+    folder.mkdir(parents=True)
+    records = [{"epoch": e, "loss": loss} for e, loss in enumerate(losses, 1)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    results = {"model": model, "test": {"hr@10": 0.03 if len(set(losses)) < 3 else 0.6}}
+    (folder / "results.json").write_text(json.dumps(results))
+
+  run("loss=nce", 0, [0.30, 0.21, 0.18])
+  run("loss=nce", 1, [0.3048, 0.30481, 0.3048])  # moved by 0.003% of its first epoch's loss
+  run("name=itempop", 0, [None])  # fitted, no training loss
+  rows = [{"member": "loss=nce"}, {"member": "name=itempop"}]
+  lines = report._stalled_runs(tmp_path, rows, lambda member: member.upper())
+  assert (
+    lines[-1]
+    == "- LOSS=NCE, seed1: training loss 0.3048 in each of its 3 epochs; test HR@10 0.030."
+  )
+  assert len([line for line in lines if line.startswith("- ")]) == 1
+  assert "DMF's cosine is clipped at 1e-6" in lines[1]
+  assert report._stalled_runs(tmp_path, rows[1:], str) == []
+
+
+def test_the_committed_report_names_the_search_seed_that_did_not_train():
+  """ML-100k's nce with 31 negatives, seed 1: its loss stayed at the one every score at the 1e-6
+  clip gives, so its row's 0.417 ± 0.336 is said to hold a run that did not train."""
+  search = (
+    (REPO / "docs" / "REPRODUCTION.md").read_text().split("## Beyond the paper, the search")[1]
+  )
+  assert "- loss=nce,neg_ratio=31,batch_size=1024, seed1: training loss 0.3048" in search
+
+
 def test_the_best_recipe_is_set_against_every_model_of_table2(tmp_path):
   """Ahead of a model only where the paired interval is above 0, on each ranking apart."""
   users = 300
