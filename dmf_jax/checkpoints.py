@@ -74,9 +74,21 @@ class Checkpoints:
           thread.join(timeout=max(0.0, deadline - time.monotonic()))
         except Exception:  # orbax's threads raise their own failure (or a timeout) again on join
           pass
-      for partial in self.directory.glob(f"{epoch}.*"):
-        shutil.rmtree(partial, ignore_errors=True)
+      self._remove_until_settled(epoch, deadline)
       raise OSError(errno, os.strerror(errno), str(self.directory / str(epoch))) from e
+
+  def _remove_until_settled(self, epoch: int, deadline: float, quiet: float = 1.0) -> None:
+    """Removes the partial folders of `epoch`'s failed save, and again whenever one comes back,
+    until none has for `quiet` seconds: a tensorstore write still in flight in its own C++ threads,
+    which no Python thread waits for, makes its file's folders again when it lands."""
+    settled_since = time.monotonic()
+    while time.monotonic() - settled_since < quiet and time.monotonic() < deadline:
+      partial = list(self.directory.glob(f"{epoch}.*"))
+      for folder in partial:
+        shutil.rmtree(folder, ignore_errors=True)
+      if partial:
+        settled_since = time.monotonic()
+      time.sleep(0.05)
 
   def prune(self, keep: set[int]) -> None:
     """Deletes every checkpoint but those of the epochs in `keep`."""

@@ -228,7 +228,12 @@ def test_a_file_size_limit_ends_the_run_in_one_line_and_the_rerun_finishes(tmp_p
 
 # Orbax closes the event loop of the write that failed with that array's other fragment writes
 # still pending; Python reports them as unraisable when they are collected.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+pending_writes_of_a_failed_save = pytest.mark.filterwarnings(
+  "ignore::pytest.PytestUnraisableExceptionWarning"
+)
+
+
+@pending_writes_of_a_failed_save
 def test_a_failed_save_removes_its_folder_after_the_other_items_writes_end(tmp_path, monkeypatch):
   """Orbax writes each item of a checkpoint in threads of its own and raises at the first that
   fails: the params' write, held back here as on a loaded machine, must not make the removed
@@ -253,6 +258,42 @@ def test_a_failed_save_removes_its_folder_after_the_other_items_writes_end(tmp_p
     resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
   time.sleep(held_back + 1.0)  # the held-back write has landed by now, had it gone on
   assert not list((tmp_path / "checkpoints").iterdir())
+  saved.close()
+
+
+@pending_writes_of_a_failed_save
+def test_a_failed_save_removes_its_folder_again_when_a_late_write_makes_it_again(tmp_path):
+  """A write no Python thread of the save waits for (tensorstore's own threads) lands after the
+  removal and makes the params' folder again: it is removed again before the save raises. The
+  late writer is a thread started before the save, which the save's joins do not wait for."""
+  directory = tmp_path / "checkpoints"
+  params_folder = directory / "1.orbax-checkpoint-tmp" / "params.orbax-checkpoint-tmp"
+  seen, remade = threading.Event(), threading.Event()
+
+  def late_write():
+    while not params_folder.parent.exists():  # the save has begun
+      time.sleep(0.001)
+    seen.set()
+    while params_folder.parent.exists():  # the failed save's first removal
+      time.sleep(0.001)
+    time.sleep(0.2)
+    params_folder.mkdir(parents=True)
+    (params_folder / "chunk").write_bytes(b"late")
+    remade.set()
+
+  saved = checkpoints.Checkpoints(directory)
+  writer = threading.Thread(target=late_write, daemon=True)
+  writer.start()
+  too_big = jax.random.normal(jax.random.key(0), (4096, 8))  # 128 KiB against a 100 KB limit
+  soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+  resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+  try:
+    with pytest.raises(OSError, match="File too large"):
+      saved.save(1, {"w": jnp.ones((64, 8))}, {"mu": too_big, "nu": too_big}, {"step": 1})
+  finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+  assert seen.is_set() and remade.is_set(), "the late write did not land before the save raised"
+  assert not list(directory.iterdir())
   saved.close()
 
 
