@@ -346,10 +346,11 @@ def _stalled_runs(folder: pathlib.Path, rows: list[dict], label_of) -> list[str]
   row's mean and spread, which says so nowhere else."""
   lines, models = [], set()
   for row in rows:
-    for run in sorted((folder / row["member"]).glob("seed*")):
+    for finished in sorted((folder / row["member"]).glob("seed*/results.json")):
+      run = finished.parent
       losses = [r["loss"] for r in Workdir(run).metrics() if r.get("loss") is not None]
       if len(losses) > 1 and max(losses) - min(losses) < STALLED * abs(losses[0]):
-        results = json.loads((run / "results.json").read_text())
+        results = json.loads(finished.read_text())
         models.add(results.get("model"))
         lines.append(
           f"- {label_of(row['member'])}, {run.name}: training loss {losses[0]:.4f} in each of its "

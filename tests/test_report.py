@@ -180,6 +180,8 @@ def test_a_seed_whose_loss_never_moved_is_named_under_its_table(tmp_path):
   run("loss=nce", 0, [0.30, 0.21, 0.18])
   run("loss=nce", 1, [0.3048, 0.30481, 0.3048])  # moved by 0.003% of its first epoch's loss
   run("name=itempop", 0, [None])  # fitted, no training loss
+  run("loss=nce", 2, [0.31, 0.31])
+  (tmp_path / "loss=nce" / "seed2" / "results.json").unlink()  # still training: not a finding yet
   rows = [{"member": "loss=nce"}, {"member": "name=itempop"}]
   lines = report._stalled_runs(tmp_path, rows, lambda member: member.upper())
   assert (
