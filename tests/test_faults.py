@@ -226,6 +226,18 @@ def test_a_file_size_limit_ends_the_run_in_one_line_and_the_rerun_finishes(tmp_p
   _assert_same_run(workdir, tmp_path / "whole")
 
 
+def _save_over_a_file_size_limit(saved: checkpoints.Checkpoints) -> None:
+  """Epoch 1's save, whose optimizer state meets a file-size limit (128 KiB against 100 KB)."""
+  too_big = jax.random.normal(jax.random.key(0), (4096, 8))
+  soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+  resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+  try:
+    with pytest.raises(OSError, match="File too large"):
+      saved.save(1, {"w": jnp.ones((64, 8))}, {"mu": too_big, "nu": too_big}, {"step": 1})
+  finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
 # Orbax closes the event loop of the write that failed with that array's other fragment writes
 # still pending; Python reports them as unraisable when they are collected.
 pending_writes_of_a_failed_save = pytest.mark.filterwarnings(
@@ -248,14 +260,7 @@ def test_a_failed_save_removes_its_folder_after_the_other_items_writes_end(tmp_p
 
   monkeypatch.setattr(jax_array_handlers, "_async_serialize_replica_slices", late_for_params)
   saved = checkpoints.Checkpoints(tmp_path / "checkpoints")
-  too_big = jax.random.normal(jax.random.key(0), (4096, 8))  # 128 KiB against a 100 KB limit
-  soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-  resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
-  try:
-    with pytest.raises(OSError, match="File too large"):
-      saved.save(1, {"w": jnp.ones((64, 8))}, {"mu": too_big, "nu": too_big}, {"step": 1})
-  finally:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+  _save_over_a_file_size_limit(saved)
   time.sleep(held_back + 1.0)  # the held-back write has landed by now, had it gone on
   assert not list((tmp_path / "checkpoints").iterdir())
   saved.close()
@@ -284,14 +289,7 @@ def test_a_failed_save_removes_its_folder_again_when_a_late_write_makes_it_again
   saved = checkpoints.Checkpoints(directory)
   writer = threading.Thread(target=late_write, daemon=True)
   writer.start()
-  too_big = jax.random.normal(jax.random.key(0), (4096, 8))  # 128 KiB against a 100 KB limit
-  soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-  resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
-  try:
-    with pytest.raises(OSError, match="File too large"):
-      saved.save(1, {"w": jnp.ones((64, 8))}, {"mu": too_big, "nu": too_big}, {"step": 1})
-  finally:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+  _save_over_a_file_size_limit(saved)
   assert seen.is_set() and remade.is_set(), "the late write did not land before the save raised"
   assert not list(directory.iterdir())
   saved.close()
